@@ -1,0 +1,9 @@
+"""sparsejl: sparse × dense (SpMM) and sparse × sparse (SpGEMM) products in CSR and BSR, run by Julia."""
+
+from .backends import BackendStatus, backends
+from .formats import BSR, CSR
+from .ops import spgemm, spmm
+from .runtime import JuliaError, JuliaNotFound
+
+__version__ = "0.1.0"
+__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "JuliaError", "JuliaNotFound"]

@@ -1,0 +1,73 @@
+"""The one place that knows which backends exist, whether each is usable here, and why not."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+
+# module per backend; GPU modules import their libraries only when asked for availability or work
+_MODULES = {
+    "julia": "sparsejl.backends.julia",
+    "scipy": "sparsejl.backends.scipy",
+    "dense": "sparsejl.backends.dense",
+}
+CPU_DEFAULT_ORDER = ("julia", "scipy")
+GPU_DEFAULT_ORDER = ()
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    device: str
+    available: bool
+    reason: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.device}): " + ("available" if self.available else f"unavailable: {self.reason}")
+
+
+def module(name: str):
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; backends are {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[name])
+
+
+def status(name: str) -> BackendStatus:
+    mod = module(name)
+    reason = mod.availability()
+    return BackendStatus(name, mod.DEVICE, reason is None, reason)
+
+
+def backends() -> list[BackendStatus]:
+    """Every backend with whether it is available here and, if not, why."""
+    return [status(name) for name in _MODULES]
+
+
+_warned_fallback = False
+
+
+def select(name: str | None, on_gpu: bool):
+    """The backend module to run: `name`, or the default for where the operands live."""
+    global _warned_fallback
+    if name is not None:
+        mod = module(name)
+        reason = mod.availability()
+        if reason is not None:
+            raise RuntimeError(f"backend {name!r} is unavailable: {reason}")
+        if (mod.DEVICE == "gpu") != on_gpu:
+            where = "GPU (CuPy)" if on_gpu else "CPU (NumPy/SciPy)"
+            raise TypeError(f"backend {name!r} runs on the {mod.DEVICE.upper()} but the operands are {where} arrays")
+        return mod
+    order = GPU_DEFAULT_ORDER if on_gpu else CPU_DEFAULT_ORDER
+    for candidate in order:
+        mod = module(candidate)
+        reason = mod.availability()
+        if reason is None:
+            if candidate != order[0] and not _warned_fallback and not on_gpu:
+                _warned_fallback = True
+                warnings.warn(f"sparsejl: Julia is unavailable, using the 'scipy' backend. "
+                              f"{module(order[0]).availability()}", RuntimeWarning, stacklevel=3)
+            return mod
+    raise RuntimeError("no " + ("GPU" if on_gpu else "CPU") + " backend is available: " +
+                       "; ".join(str(status(n)) for n in order))

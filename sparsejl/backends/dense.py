@@ -1,0 +1,23 @@
+"""Densify A once, then NumPy's BLAS: the baseline every speedup is measured against."""
+
+import numpy as np
+import scipy.sparse as sp
+
+NAME, DEVICE = "dense", "cpu"
+VALIDATES_CONTENT = False
+
+
+def availability():
+    return None
+
+
+def spmm(A, B):
+    return A.toarray() @ B
+
+
+def spgemm(A, B):
+    product = A.toarray() @ B.toarray()
+    if A.format == "bsr":
+        b = A.blocksize
+        return sp.bsr_array(product, blocksize=(b, b))
+    return sp.csr_array(product)

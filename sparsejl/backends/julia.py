@@ -1,0 +1,78 @@
+"""sparsejl's Julia kernels on the CPU: operands go to Julia as pointers, never as copies.
+
+Each function turns validated views into the slots of one job (docs/abi.md) and lets the Julia
+entry point check the sparse structure before its @inbounds loops run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import runtime
+
+NAME, DEVICE = "julia", "cpu"
+VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
+_JULIA_TYPES = {"float16": "Float16", "float32": "Float32", "float64": "Float64", "int32": "Int32", "int64": "Int64"}
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def availability():
+    return runtime.unavailable_reason()
+
+
+def _key(kernel: str, *arrays_or_dtypes) -> str:
+    names = [_JULIA_TYPES[np.dtype(getattr(a, "dtype", a)).name] for a in arrays_or_dtypes]
+    return f"{kernel}:{','.join(names)}"
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def spmm(A, B: np.ndarray) -> np.ndarray:
+    """A (m×k CSR/BSR) @ B (k×n, C-contiguous) into a fresh C-contiguous m×n array."""
+    m, k = A.shape
+    n = B.shape[1]
+    C = np.empty((m, n), dtype=np.result_type(A.dtype, B.dtype))
+    arrays = (A.indptr, A.indices, A.data, B, C)
+    if A.format == "csr":
+        slots = [m, k, n, len(A.indices)]
+    else:
+        b = A.blocksize
+        slots = [m // b, k // b, n, b, len(A.indices)]
+    runtime.get().call(_key(f"{A.format}_spmm", A.data, A.indices, B, C), slots + [_ptr(x) for x in arrays], arrays)
+    return C
+
+
+def _structure(A):
+    return [len(A.indices), _ptr(A.indptr), _ptr(A.indices)]
+
+
+def spgemm(A, B):
+    """A @ B for two CSR or two BSR of one blocksize, as a canonical SciPy sparse array."""
+    rt = runtime.get()
+    b = A.blocksize
+    m, kk, n = A.shape[0] // b, A.shape[1] // b, B.shape[1] // b
+    indptr = np.empty(m + 1, dtype=np.int64)
+    rt.call(_key("csr_spgemm_symbolic", A.indices, B.indices),
+            [m, kk, n, *_structure(A), *_structure(B), _ptr(indptr)],
+            (A.indptr, A.indices, B.indptr, B.indices, indptr))
+    nnz = int(indptr[-1])
+    index_dtype = np.int32 if max(nnz, n) <= _INT32_MAX else np.int64  # SciPy's choice
+    dtype = np.result_type(A.dtype, B.dtype)
+    indices = np.empty(nnz, dtype=index_dtype)
+    data = np.empty((nnz, b, b) if A.format == "bsr" else nnz, dtype=dtype)
+    arrays = (A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, indptr, indices, data)
+    head = [m, kk, n] if A.format == "csr" else [m, kk, n, b]
+    rt.call(_key(f"{A.format}_spgemm_numeric", A.data, A.indices, B.data, B.indices, indices, data),
+            head + [len(A.indices), *map(_ptr, arrays[:3]), len(B.indices), *map(_ptr, arrays[3:])], arrays)
+    indptr = indptr.astype(index_dtype, copy=False)
+    shape = (A.shape[0], B.shape[1])
+    if A.format == "bsr":
+        out = sp.bsr_array((data, indices, indptr), shape=shape, blocksize=(b, b), copy=False)
+    else:
+        out = sp.csr_array((data, indices, indptr), shape=shape, copy=False)
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out

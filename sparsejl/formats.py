@@ -1,0 +1,221 @@
+"""CSR and BSR: thin views over the index and value arrays, with SciPy's names.
+
+A view never copies what it is given. `check_format` validates the arrays: the cheap checks
+(dtypes, lengths, shape) always, the O(nnz) content checks on request. The arrays may be NumPy or
+CuPy; checks use the arrays' own module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+MAX_BLOCKSIZE = 128
+
+
+def array_module(a):
+    """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
+def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in allowed:
+        names = ", ".join(d.name for d in allowed)
+        raise TypeError(f"{what} has dtype {dtype}; sparsejl supports {names}")
+    return dtype
+
+
+def _check_dims(shape) -> tuple[int, int]:
+    if len(shape) != 2:
+        raise ValueError(f"a sparse matrix has 2 dimensions, got shape {tuple(shape)}")
+    m, n = (int(x) for x in shape)
+    if m < 0 or n < 0:
+        raise ValueError(f"shape {tuple(shape)} has a negative dimension")
+    if max(m, n) >= 2**62:
+        raise ValueError(f"shape {tuple(shape)} is too large")
+    return m, n
+
+
+class _Compressed:
+    """What CSR and BSR share: indptr over (block) rows, indices of (block) columns, data."""
+
+    format = ""
+
+    def __init__(self, data, indices, indptr, shape):
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.shape = _check_dims(shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def nnz(self) -> int:
+        """Stored values (explicit zeros included), as SciPy counts them."""
+        return int(self.indptr[-1]) * self.blocksize**2 if len(self.indptr) else 0
+
+    @property
+    def density(self) -> float:
+        m, n = self.shape
+        return self.nnz / (m * n) if m and n else 0.0
+
+    def _check_indexing(self, rows: int, cols: int, full: bool, value_dtypes) -> None:
+        for name in ("indptr", "indices"):
+            a = getattr(self, name)
+            if getattr(a, "ndim", None) != 1:
+                raise ValueError(f"{name} must be a 1-D array, got {type(a).__name__} of shape {getattr(a, 'shape', '?')}")
+            if np.dtype(a.dtype) not in INDEX_DTYPES:
+                raise TypeError(f"{name} has dtype {a.dtype}; sparsejl supports int32 and int64 indices")
+        check_value_dtype(self.data.dtype, "data", value_dtypes)
+        if len(self.indptr) != rows + 1:
+            raise ValueError(f"indptr has length {len(self.indptr)}, expected {rows + 1} "
+                             f"(one more than the {rows} {self._row_word()}s)")
+        nstored = len(self.indices)
+        if len(self.data) != nstored:
+            raise ValueError(f"data holds {len(self.data)} {self._entry_word()}s but indices holds {nstored}")
+        if not full:
+            return
+        xp = array_module(self.indptr)
+        indptr, indices = self.indptr, self.indices
+        if int(indptr[0]) != 0:
+            raise ValueError(f"indptr[0] is {int(indptr[0])}, expected 0")
+        steps = xp.diff(indptr)
+        if len(steps) and bool((steps < 0).any()):
+            bad = int(xp.argmax(steps < 0))
+            raise ValueError(f"indptr decreases at position {bad + 1} ({int(indptr[bad])} then {int(indptr[bad + 1])})")
+        if int(indptr[-1]) > nstored:
+            raise ValueError(f"indptr ends at {int(indptr[-1])}, past the {nstored} stored {self._entry_word()}s")
+        used = indices[: int(indptr[-1])]
+        if len(used):
+            out = (used < 0) | (used >= cols)
+            if bool(out.any()):
+                bad = int(xp.argmax(out))
+                raise ValueError(f"indices[{bad}] = {int(used[bad])} is out of range for "
+                                 f"{cols} {self._row_word().replace('row', 'column')}s")
+
+    def _row_word(self) -> str:
+        return "row"
+
+    def _entry_word(self) -> str:
+        return "value"
+
+
+class CSR(_Compressed):
+    """Compressed sparse rows: row i holds data[indptr[i]:indptr[i+1]] at columns indices[...]."""
+
+    format = "csr"
+    blocksize = 1
+
+    def check_format(self, full: bool = True, value_dtypes=VALUE_DTYPES) -> "CSR":
+        self._check_indexing(self.shape[0], self.shape[1], full, value_dtypes)
+        if getattr(self.data, "ndim", None) != 1:
+            raise ValueError(f"CSR data must be 1-D, got shape {getattr(self.data, 'shape', '?')}")
+        return self
+
+    @classmethod
+    def from_scipy(cls, a) -> "CSR":
+        if a.format != "csr":
+            raise TypeError(f"expected a CSR matrix, got format {a.format!r}")
+        return cls(a.data, a.indices, a.indptr, a.shape)
+
+    @classmethod
+    def from_dense(cls, dense, index_dtype=np.int32) -> "CSR":
+        out = sp.csr_array(np.asarray(dense))
+        return cls(out.data, out.indices.astype(index_dtype, copy=False),
+                   out.indptr.astype(index_dtype, copy=False), out.shape)
+
+    def to_scipy(self):
+        """A SciPy csr_array sharing these arrays (NumPy-held views only)."""
+        out = sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
+        return out
+
+    def toarray(self) -> np.ndarray:
+        return self.to_scipy().toarray()
+
+    def __repr__(self) -> str:
+        return f"<sparsejl.CSR {self.shape[0]}x{self.shape[1]}, nnz={self.nnz}, dtype={self.dtype}, index={self.indices.dtype}>"
+
+
+class BSR(_Compressed):
+    """Block sparse rows with square b×b blocks: data has shape (nnzb, b, b), each block row-major."""
+
+    format = "bsr"
+
+    def __init__(self, data, indices, indptr, shape, blocksize=None):
+        super().__init__(data, indices, indptr, shape)
+        b = blocksize if blocksize is not None else (data.shape[1] if getattr(data, "ndim", 0) == 3 else None)
+        if b is None:
+            raise ValueError("BSR needs a blocksize (or data of shape (nnzb, b, b))")
+        if isinstance(b, tuple):
+            if len(b) != 2 or b[0] != b[1]:
+                raise ValueError(f"sparsejl's BSR uses square blocks, got blocksize {b}")
+            b = b[0]
+        self.blocksize = int(b)
+
+    def check_format(self, full: bool = True, value_dtypes=VALUE_DTYPES) -> "BSR":
+        b = self.blocksize
+        if not 1 <= b <= MAX_BLOCKSIZE:
+            raise ValueError(f"blocksize {b} is outside 1..{MAX_BLOCKSIZE}")
+        m, n = self.shape
+        if m % b or n % b:
+            raise ValueError(f"shape {self.shape} is not a multiple of the blocksize {b}")
+        if getattr(self.data, "ndim", None) != 3 or tuple(self.data.shape[1:]) != (b, b):
+            raise ValueError(f"BSR data must have shape (nnzb, {b}, {b}), got {getattr(self.data, 'shape', '?')}")
+        self._check_indexing(m // b, n // b, full, value_dtypes)
+        return self
+
+    @property
+    def nnzb(self) -> int:
+        return len(self.indices)
+
+    def _row_word(self) -> str:
+        return "block row"
+
+    def _entry_word(self) -> str:
+        return "block"
+
+    @classmethod
+    def from_scipy(cls, a) -> "BSR":
+        if a.format != "bsr":
+            raise TypeError(f"expected a BSR matrix, got format {a.format!r}")
+        return cls(a.data, a.indices, a.indptr, a.shape, a.blocksize)
+
+    @classmethod
+    def from_dense(cls, dense, blocksize: int, index_dtype=np.int32) -> "BSR":
+        """Keeps every block that holds a non-zero."""
+        dense = np.asarray(dense)
+        out = sp.bsr_array(dense, blocksize=(blocksize, blocksize))
+        return cls(out.data, out.indices.astype(index_dtype, copy=False),
+                   out.indptr.astype(index_dtype, copy=False), out.shape, blocksize)
+
+    def to_scipy(self):
+        """A SciPy bsr_array sharing these arrays (NumPy-held views only)."""
+        b = self.blocksize
+        return sp.bsr_array((self.data, self.indices, self.indptr), shape=self.shape,
+                            blocksize=(b, b), copy=False)
+
+    def toarray(self) -> np.ndarray:
+        return self.to_scipy().toarray()
+
+    def __repr__(self) -> str:
+        return (f"<sparsejl.BSR {self.shape[0]}x{self.shape[1]}, blocksize={self.blocksize}, nnzb={self.nnzb}, "
+                f"dtype={self.dtype}, index={self.indices.dtype}>")
+
+
+def as_view(a) -> CSR | BSR:
+    """sparsejl's view of a sparse operand: own types as they are, SciPy CSR/BSR wrapped in place."""
+    if isinstance(a, (CSR, BSR)):
+        return a
+    fmt = getattr(a, "format", None)
+    if fmt == "csr" and hasattr(a, "indptr"):
+        return CSR(a.data, a.indices, a.indptr, a.shape)
+    if fmt == "bsr" and hasattr(a, "indptr"):
+        return BSR(a.data, a.indices, a.indptr, a.shape, a.blocksize)
+    raise TypeError(f"expected a CSR or BSR sparse matrix (SciPy, CuPy or sparsejl.CSR/BSR), got "
+                    f"{type(a).__module__}.{type(a).__name__}" + (f" in format {fmt!r}; convert it with .tocsr()" if fmt else ""))

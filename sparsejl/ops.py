@@ -1,0 +1,72 @@
+"""spmm and spgemm: take the caller's operands, validate them, hand them to one backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import select as _select_backend
+from .formats import array_module, as_view, check_value_dtype
+
+
+def _on_gpu(*arrays) -> bool:
+    return any(array_module(a) is not np for a in arrays)
+
+
+def _dense_operand(B, k: int, backend):
+    """B as a C-contiguous 2-D array of k rows, and whether it came as a vector."""
+    xp = array_module(B)
+    if xp is np and not isinstance(B, np.ndarray):
+        if hasattr(B, "format") or hasattr(B, "tocsr"):
+            raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
+        B = np.asarray(B)
+    check_value_dtype(B.dtype, "B", getattr(backend, "VALUE_DTYPES", None) or _default_dtypes())
+    if B.ndim not in (1, 2):
+        raise ValueError(f"B must be a vector or a matrix, got {B.ndim} dimensions")
+    if B.shape[0] != k:
+        raise ValueError(f"dimension mismatch: A has {k} columns but B has {B.shape[0]} rows")
+    vector = B.ndim == 1
+    B = xp.ascontiguousarray(B.reshape(k, 1) if vector else B)  # copies only strided or Fortran-ordered B
+    return B, vector
+
+
+def _default_dtypes():
+    from .formats import VALUE_DTYPES
+    return VALUE_DTYPES
+
+
+def _sparse_operand(A, backend):
+    A = as_view(A)
+    return A.check_format(full=not backend.VALIDATES_CONTENT,
+                          value_dtypes=getattr(backend, "VALUE_DTYPES", None) or _default_dtypes())
+
+
+def spmm(A, B, *, backend: str | None = None):
+    """A @ B for a sparse A (CSR or BSR) and a dense matrix or vector B.
+
+    Returns a dense array on A's device (NumPy, or CuPy for CuPy operands) with the dtype NumPy's
+    promotion gives (float32 @ float32 -> float32, anything with float64 -> float64).
+    """
+    view = as_view(A)
+    mod = _select_backend(backend, _on_gpu(view.data, B))
+    view = _sparse_operand(view, mod)
+    B, vector = _dense_operand(B, view.shape[1], mod)
+    out = mod.spmm(view, B)
+    return out.reshape(view.shape[0]) if vector else out
+
+
+def spgemm(A, B, *, backend: str | None = None):
+    """A @ B for two sparse matrices: CSR @ CSR -> CSR, BSR @ BSR (one blocksize) -> BSR.
+
+    The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates.
+    """
+    a, b = as_view(A), as_view(B)
+    mod = _select_backend(backend, _on_gpu(a.data, b.data))
+    a, b = _sparse_operand(a, mod), _sparse_operand(b, mod)
+    if a.format != b.format:
+        raise ValueError(f"spgemm multiplies two CSR or two BSR matrices, got {a.format} @ {b.format}; "
+                         "convert one with .tocsr() or .tobsr()")
+    if a.blocksize != b.blocksize:
+        raise ValueError(f"block sizes differ: {a.blocksize} for A and {b.blocksize} for B")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"dimension mismatch: A is {a.shape[0]}x{a.shape[1]}, B is {b.shape[0]}x{b.shape[1]}")
+    return mod.spgemm(a, b)

@@ -1,0 +1,363 @@
+"""Find, start and call the embedded Julia runtime: once per process, lazily on first use.
+
+This module knows nothing of sparse formats. It boots libjulia, loads the SparseJL package and
+runs *jobs*: C entry points of signature ``int32 f(int64 *args)`` (docs/abi.md).
+
+Julia 1.5 cannot be entered from an OS thread it did not start, so Julia is started on one
+dedicated *owner* thread that then stays inside Julia (``SparseJL.CABI.serve``), and every Python
+thread hands its jobs over through a mailbox and two POSIX semaphores. Where Julia was already
+started in this process by another embedder (juliacall), that runtime is reused and jobs are
+called directly from the calling thread, which Julia >= 1.9 adopts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+MIN_JULIA = (1, 5)
+INSTALL_HINT = (
+    "Install Julia >= 1.5 and put `julia` on PATH or set SPARSEJL_JULIA to its executable: "
+    "on Debian/Ubuntu run scripts/install-julia.sh from the sparsejl sources (Julia 1.5.3 from "
+    "Debian's archive); with internet access, `pip install juliapkg && python -m juliapkg` "
+    "fetches official binaries, as does https://julialang.org/downloads. The 'scipy' and 'dense' "
+    "backends work without Julia."
+)
+_STATUS_INVALID, _STATUS_JULIA = 1, 2
+_ERRCAP = 4096
+_SPIN_TRIES = 64  # sem_trywait polls before sleeping: a warm job returns within a few µs
+_WAIT_SLICE_S = 0.05  # a sleeping caller wakes this often to let Python see Ctrl-C
+
+
+class JuliaError(RuntimeError):
+    """An exception raised inside Julia, carried to Python with Julia's message."""
+
+
+class JuliaNotFound(RuntimeError):
+    """No usable Julia: the message names what was tried and how to install one."""
+
+
+def package_dir() -> Path:
+    """The folder holding the Julia package SparseJL (its parent goes on Julia's LOAD_PATH)."""
+    override = os.environ.get("SPARSEJL_JULIA_PROJECT")
+    candidates = [Path(override)] if override else []
+    here = Path(__file__).resolve().parent
+    candidates += [here / "SparseJL", here.parent / "julia" / "SparseJL"]
+    for path in candidates:
+        if (path / "src" / "SparseJL.jl").is_file():
+            return path
+    raise JuliaNotFound("the Julia package SparseJL was not found in " + ", ".join(map(str, candidates)))
+
+
+# ---------------------------------------------------------------- finding a Julia
+
+def find_julia() -> str:
+    """Path of the `julia` executable: $SPARSEJL_JULIA, then `julia` on PATH."""
+    env = os.environ.get("SPARSEJL_JULIA")
+    if env:
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            raise JuliaNotFound(f"SPARSEJL_JULIA={env!r} is not an executable file. {INSTALL_HINT}")
+        return env
+    found = shutil.which("julia")
+    if not found:
+        raise JuliaNotFound(f"no Julia found: SPARSEJL_JULIA is unset and `julia` is not on PATH. {INSTALL_HINT}")
+    return found
+
+
+_PROBE = (
+    "import Libdl; print(join([string(VERSION), Sys.BINDIR, "
+    "unsafe_string(Base.JLOptions().image_file), "
+    "first(filter(p -> occursin(r\"^libjulia\\.so\", basename(p)), Libdl.dllist()))], \"\\n\"))"
+)
+
+
+def probe(julia: str) -> dict:
+    """Ask `julia` in a child process for its version, libjulia and system image.
+
+    Running it apart first means a broken or foreign program fails here, as a Python exception,
+    instead of crashing this interpreter inside jl_init. The answer is cached per executable.
+    """
+    stat = os.stat(julia)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sparsejl" / "probe.json"
+    key = f"{os.path.realpath(julia)}:{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        cached = json.loads(cache.read_text())
+        if key in cached:
+            return cached[key]
+    except (OSError, ValueError):
+        cached = {}
+    try:
+        out = subprocess.run([julia, "--startup-file=no", "--history-file=no", "-e", _PROBE],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise JuliaNotFound(f"{julia} could not be run as Julia ({exc}). {INSTALL_HINT}") from None
+    lines = out.stdout.splitlines()
+    if out.returncode != 0 or len(lines) != 4:
+        detail = (out.stderr or out.stdout).strip()[-500:] or f"exit status {out.returncode}"
+        raise JuliaNotFound(f"{julia} did not answer as a working Julia: {detail}. {INSTALL_HINT}")
+    version = tuple(int(x) for x in lines[0].split("-")[0].split(".")[:2])
+    if version < MIN_JULIA:
+        raise JuliaNotFound(f"{julia} is Julia {lines[0]}, older than the 1.5 sparsejl needs. {INSTALL_HINT}")
+    info = {"version": lines[0], "bindir": lines[1], "sysimage": lines[2], "libjulia": lines[3]}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cached[key] = info
+        cache.write_text(json.dumps(cached))
+    except OSError:
+        pass
+    return info
+
+
+# ---------------------------------------------------------------- the running runtime
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name in ("sem_post", "sem_wait", "sem_trywait", "sem_init"):
+        getattr(libc, name).restype = ctypes.c_int
+    libc.sem_post.argtypes = libc.sem_wait.argtypes = libc.sem_trywait.argtypes = [ctypes.c_void_p]
+    libc.sem_timedwait.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    libc.sem_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
+    return libc
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_JOB = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)
+
+
+class Runtime:
+    """A started Julia with SparseJL loaded. Use `get()`, not this constructor."""
+
+    def __init__(self, lib, version: str, threads: int, resolve_ptr: int, eval_ptr: int, pid: int,
+                 owner: threading.Thread | None, start_seconds: float):
+        self.lib, self.version, self.threads = lib, version, threads
+        self.start_seconds = start_seconds
+        self._pid, self._owner = pid, owner
+        self._lock = threading.Lock()
+        self._entries = {"resolve": resolve_ptr, "eval": eval_ptr}
+        self._err = ctypes.create_string_buffer(_ERRCAP)
+        self._libc = _libc()
+        self.box = (ctypes.c_int64 * 4)()
+        self.go = ctypes.create_string_buffer(64)  # sem_t is 32 bytes on x86-64 glibc
+        self.done = ctypes.create_string_buffer(64)
+        self._libc.sem_init(self.go, 0, 0)
+        self._libc.sem_init(self.done, 0, 0)
+
+    # -- jobs
+    def entry(self, key: str) -> int:
+        """The entry point for `key` (docs/abi.md), compiled by Julia on first request."""
+        ptr = self._entries.get(key)
+        if ptr is None:
+            name = key.encode("ascii")
+            out = np.zeros(1, dtype=np.int64)
+            self._run(self._entries["resolve"], [ctypes.cast(name, ctypes.c_void_p).value, len(name),
+                                                  out.ctypes.data], (name, out))
+            ptr = self._entries[key] = int(out[0])
+        return ptr
+
+    def call(self, key: str, slots, keepalive=()) -> None:
+        """Run the job `key` on `slots` (ints: pointers and sizes). Raises on a Julia error.
+
+        `keepalive` holds the arrays behind the pointers until Julia is done with them, even
+        when the caller is interrupted and leaves early.
+        """
+        self._run(self.entry(key), slots, keepalive)
+
+    def eval(self, source: str) -> str:
+        """Evaluate Julia source in Main and return `string` of its value."""
+        src = source.encode()
+        out = ctypes.create_string_buffer(1 << 16)
+        self._run(self._entries["eval"], [ctypes.cast(src, ctypes.c_void_p).value, len(src),
+                                           ctypes.addressof(out), len(out)], (src, out))
+        return out.value.decode(errors="replace")
+
+    def _run(self, fptr: int, slots, keepalive) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError("the Julia runtime was started in a parent process and cannot be used after "
+                               "fork(); use multiprocessing's 'spawn' or 'forkserver' start method")
+        args = np.array([ctypes.addressof(self._err), _ERRCAP, *slots], dtype=np.int64)
+        self._lock.acquire()
+        release = True
+        try:
+            if self._owner is None:
+                status = _JOB(fptr)(args.ctypes.data)
+            else:
+                try:
+                    status = self._hand_over(fptr, args)
+                except BaseException:
+                    # Interrupted while Julia still works on the buffers: keep them alive, and
+                    # the lock held, until it is done; then the runtime is usable again.
+                    release = False
+                    threading.Thread(target=self._finish_abandoned, args=(args, keepalive), daemon=True).start()
+                    raise
+            message = self._err.value.decode(errors="replace") if status else ""
+        finally:
+            if release:
+                self._lock.release()
+        if status == _STATUS_INVALID:
+            raise ValueError(message)
+        if status:
+            raise JuliaError(message)
+
+    def _hand_over(self, fptr: int, args: np.ndarray) -> int:
+        box, libc, done = self.box, self._libc, ctypes.addressof(self.done)
+        box[0], box[1], box[2], box[3] = fptr, args.ctypes.data, 0, 1
+        libc.sem_post(ctypes.addressof(self.go))
+        for _ in range(_SPIN_TRIES):
+            if libc.sem_trywait(done) == 0:
+                return box[2]
+        while not self._wait_slice(done):
+            pass  # Python runs its signal handlers between slices: Ctrl-C lands here
+        return box[2]
+
+    def _wait_slice(self, done: int) -> bool:
+        now = time.clock_gettime(time.CLOCK_REALTIME) + _WAIT_SLICE_S
+        ts = _Timespec(int(now), int((now % 1) * 1e9))
+        return self._libc.sem_timedwait(done, ctypes.byref(ts)) == 0
+
+    def _finish_abandoned(self, args, keepalive) -> None:
+        while not self._wait_slice(ctypes.addressof(self.done)):
+            pass
+        del args, keepalive
+        self._lock.release()
+
+
+# ---------------------------------------------------------------- starting
+
+_runtime: Runtime | None = None
+_start_error: Exception | None = None
+_start_lock = threading.Lock()
+
+_BOOTSTRAP = """
+try
+    pushfirst!(LOAD_PATH, {load_path})
+    using SparseJL
+    string(join(UInt.(SparseJL.CABI.bootstrap_pointers()), " "), " ", Threads.nthreads(), " ", VERSION)
+catch e
+    "error: " * sprint(showerror, e)
+end
+"""
+
+
+def _load(lib) -> str:
+    lib.jl_eval_string.restype = ctypes.c_void_p
+    lib.jl_eval_string.argtypes = [ctypes.c_char_p]
+    lib.jl_string_ptr.restype = ctypes.c_char_p
+    lib.jl_string_ptr.argtypes = [ctypes.c_void_p]
+    src = _BOOTSTRAP.format(load_path=json.dumps(str(package_dir().parent)))
+    value = lib.jl_eval_string(src.encode())
+    if not value:
+        return "error: Julia could not evaluate the sparsejl bootstrap"
+    return lib.jl_string_ptr(value).decode()
+
+
+def _parse(answer: str):
+    if answer.startswith("error: "):
+        raise JuliaNotFound("Julia started but could not load SparseJL: " + answer[7:])
+    serve, resolve, evaluate, threads, version = answer.split()
+    return int(serve), int(resolve), int(evaluate), int(threads), version
+
+
+def _running_libjulia():
+    """libjulia already initialised in this process by another embedder, else None."""
+    try:
+        lib = ctypes.CDLL(None)
+        is_init = lib.jl_is_initialized
+    except (OSError, AttributeError):
+        return None
+    return lib if is_init() else None
+
+
+def _start() -> Runtime:
+    t0 = time.perf_counter()
+    lib = _running_libjulia()
+    if lib is not None:  # juliacall or another embedder started Julia: reuse it
+        serve, resolve, evaluate, threads, version = _parse(_load(lib))
+        return Runtime(lib, version, threads, resolve, evaluate, os.getpid(), None, time.perf_counter() - t0)
+
+    info = probe(find_julia())
+    os.environ.setdefault("JULIA_NUM_THREADS", os.environ.get("SPARSEJL_NUM_THREADS", str(os.cpu_count() or 1)))
+    booted: dict = {}
+    ready = threading.Event()
+
+    def owner():
+        try:
+            lib = ctypes.CDLL(info["libjulia"], mode=ctypes.RTLD_GLOBAL)
+            init = getattr(lib, "jl_init_with_image__threading", None) or lib.jl_init_with_image
+            init.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+            init(info["bindir"].encode(), info["sysimage"].encode())
+            serve, resolve, evaluate, threads, version = _parse(_load(lib))
+            rt = Runtime(lib, version, threads, resolve, evaluate, os.getpid(), threading.current_thread(), 0.0)
+            booted["runtime"] = rt
+        except BaseException as exc:  # reported to the starting thread
+            booted["error"] = exc
+            return
+        finally:
+            ready.set()
+        serve_fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(serve)
+        serve_fn(ctypes.addressof(rt.box), ctypes.addressof(rt.go), ctypes.addressof(rt.done))
+
+    threading.Thread(target=owner, name="sparsejl-julia", daemon=True).start()
+    ready.wait()
+    if "error" in booted:
+        raise booted["error"]
+    rt = booted["runtime"]
+    rt.start_seconds = time.perf_counter() - t0
+    return rt
+
+
+def get() -> Runtime:
+    """The process's Julia runtime, started on first call. Raises JuliaNotFound when none works."""
+    global _runtime, _start_error
+    if _runtime is not None:
+        return _runtime
+    with _start_lock:
+        if _runtime is None:
+            if _start_error is not None:
+                raise _start_error
+            try:
+                _runtime = _start()
+            except JuliaNotFound as exc:
+                _start_error = exc
+                raise
+            except OSError as exc:
+                _start_error = JuliaNotFound(f"libjulia could not be loaded: {exc}. {INSTALL_HINT}")
+                raise _start_error from None
+    return _runtime
+
+
+def unavailable_reason() -> str | None:
+    """Why Julia cannot be used here, or None when it can; never starts Julia."""
+    if _runtime is not None:
+        return None
+    if _start_error is not None:
+        return str(_start_error)
+    if _running_libjulia() is not None:
+        return None
+    try:
+        probe(find_julia())
+    except JuliaNotFound as exc:
+        return str(exc)
+    return None
+
+
+def started() -> bool:
+    return _runtime is not None
+
+
+def julia_version() -> str:
+    return get().version
+
+
+def julia_threads() -> int:
+    return get().threads
