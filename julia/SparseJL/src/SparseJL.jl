@@ -1,0 +1,23 @@
+"""
+    SparseJL
+
+CPU kernels for sparse matrices stored the way SciPy stores them (0-based `indptr`, `indices`,
+`data`), so that Python's arrays can be wrapped in place. `SparseJL.CABI` holds the C entry
+points that the Python package `sparsejl` calls (see docs/abi.md).
+"""
+module SparseJL
+
+using LinearAlgebra
+using SparseArrays
+using Base.Threads: @threads, nthreads
+
+export CSRMatrix, BSRMatrix, check_format, spmm, spmm!, spgemm, blocksize
+
+include("threading.jl")
+include("csr.jl")
+include("bsr.jl")
+include("spmm.jl")
+include("spgemm.jl")
+include("cabi.jl")
+
+end # module

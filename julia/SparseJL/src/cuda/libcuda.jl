@@ -1,0 +1,54 @@
+# Thin layer over the CUDA driver API (libcuda.so.1): only what the cuSPARSE wrappers need.
+# Each function is one ccall through a pointer looked up on first use.
+
+const Libdl = Base.Libc.Libdl
+
+const CUresult = Cint
+const CUdevice = Cint
+const CUcontext = Ptr{Cvoid}
+const CUstream = Ptr{Cvoid}
+const CUdeviceptr = UInt64
+
+"Library handles and symbols, opened on first use, by path."
+const _libs = Dict{String,Ptr{Cvoid}}()
+const _syms = Dict{Tuple{String,Symbol},Ptr{Cvoid}}()
+
+function libhandle(path::String)
+    get!(_libs, path) do
+        Libdl.dlopen(path, Libdl.RTLD_LAZY | Libdl.RTLD_GLOBAL)
+    end
+end
+
+function libsym(path::String, name::Symbol)
+    get!(_syms, (path, name)) do
+        Libdl.dlsym(libhandle(path), name)
+    end
+end
+
+const LIBCUDA = "libcuda.so.1"
+cu(name::Symbol) = libsym(LIBCUDA, name)
+
+cuInit(flags) = ccall(cu(:cuInit), CUresult, (Cuint,), flags)
+cuDeviceGet(dev, ordinal) = ccall(cu(:cuDeviceGet), CUresult, (Ref{CUdevice}, Cint), dev, ordinal)
+cuDevicePrimaryCtxRetain(ctx, dev) = ccall(cu(:cuDevicePrimaryCtxRetain), CUresult, (Ref{CUcontext}, CUdevice), ctx, dev)
+cuCtxSetCurrent(ctx) = ccall(cu(:cuCtxSetCurrent), CUresult, (CUcontext,), ctx)
+cuCtxGetCurrent(ctx) = ccall(cu(:cuCtxGetCurrent), CUresult, (Ref{CUcontext},), ctx)
+cuMemAllocAsync(ptr, bytes, stream) = ccall(cu(:cuMemAllocAsync), CUresult, (Ref{CUdeviceptr}, Csize_t, CUstream), ptr, bytes, stream)
+cuMemFreeAsync(ptr, stream) = ccall(cu(:cuMemFreeAsync), CUresult, (CUdeviceptr, CUstream), ptr, stream)
+cuStreamSynchronize(stream) = ccall(cu(:cuStreamSynchronize), CUresult, (CUstream,), stream)
+cuDriverGetVersion(v) = ccall(cu(:cuDriverGetVersion), CUresult, (Ref{Cint},), v)
+cuGetErrorString(err, str) = ccall(cu(:cuGetErrorString), CUresult, (CUresult, Ref{Ptr{UInt8}}), err, str)
+
+struct CUDAError <: Exception
+    call::String
+    code::Int
+    msg::String
+end
+Base.showerror(io::IO, e::CUDAError) = print(io, "CUDA driver call ", e.call, " failed with ", e.code, " (", e.msg, ")")
+
+function check_cu(code, call::String)
+    code == 0 && return nothing
+    str = Ref{Ptr{UInt8}}(C_NULL)
+    msg = cuGetErrorString(code, str) == 0 && str[] != C_NULL ? unsafe_string(str[]) : "unknown error"
+    throw(CUDAError(call, Int(code), msg))
+end

@@ -1,0 +1,316 @@
+# Sparse times sparse, C = A*B, in two phases as SciPy and cuSPARSE do: the symbolic phase counts
+# each row of C exactly (so the caller can allocate C), the numeric phase fills it. Both are
+# threaded over rows of A, balanced by the multiply-adds each row costs, with a per-thread marker
+# array (and dense accumulator) of length n. Inputs may have unsorted and duplicate indices;
+# output rows are sorted, duplicates merged, and entries that cancel to zero are kept.
+
+"Cumulative multiply-adds of the first r rows of A*B, r = 0:m (0-based structure)."
+function cumulative_flops(m::Int, indptrA, indicesA, indptrB)
+    cum = Vector{Int}(undef, m + 1)
+    cum[1] = 0
+    @inbounds for i in 1:m
+        f = 0
+        for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+            j = Int(indicesA[p]) + 1
+            f += Int(indptrB[j+1]) - Int(indptrB[j])
+        end
+        cum[i+1] = cum[i] + f
+    end
+    return cum
+end
+
+"""
+    spgemm_symbolic!(indptrC, m, k, n, indptrA, indicesA, indptrB, indicesB) -> indptrC
+
+Fill `indptrC` (length `m+1`) with the 0-based row offsets of the structure of `A*B`, where `A`
+is `m×k` and `B` is `k×n` in 0-based CSR form (only the structure is read). For BSR, call it on
+the block structure.
+"""
+function spgemm_symbolic!(indptrC::AbstractVector, m::Integer, k::Integer, n::Integer,
+                          indptrA::AbstractVector, indicesA::AbstractVector,
+                          indptrB::AbstractVector, indicesB::AbstractVector;
+                          rows::AbstractString="m")
+    check_compressed(m, k, indptrA, indicesA, length(indicesA); rows=rows,
+                     ptrname="indptrA", idxname="indicesA")
+    check_compressed(k, n, indptrB, indicesB, length(indicesB); rows=(rows == "m" ? "k" : "kb"),
+                     ptrname="indptrB", idxname="indicesB")
+    length(indptrC) == m + 1 || throw(ArgumentError(
+        "indptrC has length $(length(indptrC)), expected $rows+1 = $(m + 1)"))
+    m, n = Int(m), Int(n)
+    cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
+        symbolic_rows!(indptrC, n, indptrA, indicesA, indptrB, indicesB, lo, hi)
+    end
+    indptrC[1] = 0
+    for i in 1:m                            # counts were stored at i+1; prefix-sum them
+        indptrC[i+1] += indptrC[i]
+    end
+    return indptrC
+end
+
+function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, lo::Int, hi::Int)
+    marker = zeros(Int, n)                  # marker[j] == i: column j already seen in row i
+    @inbounds for i in lo:hi
+        count = 0
+        for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+            j = Int(indicesA[p]) + 1
+            for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                col = Int(indicesB[q]) + 1
+                if marker[col] != i
+                    marker[col] = i
+                    count += 1
+                end
+            end
+        end
+        indptrC[i+1] = count
+    end
+    return nothing
+end
+
+# indptrC must be a valid row-offset array whose last entry is the length of indicesC.
+function check_output_structure(m::Integer, n::Integer, indptrC, indicesC, nC::Integer;
+                                rows::AbstractString="m")
+    length(indptrC) == m + 1 || throw(ArgumentError(
+        "indptrC has length $(length(indptrC)), expected $rows+1 = $(m + 1)"))
+    prev = 0
+    for p in 1:length(indptrC)
+        v = indptrC[p]
+        p == 1 && v != 0 && throw(ArgumentError("indptrC[0] = $v, expected 0"))
+        v < prev && throw(ArgumentError(
+            "indptrC is decreasing at position $(p-1): indptrC[$(p-1)] = $v < indptrC[$(p-2)] = $prev"))
+        prev = v
+    end
+    prev == length(indicesC) == nC || throw(ArgumentError(
+        "indptrC[$m] = $prev but indicesC has length $(length(indicesC)) and dataC holds $nC entries"))
+    n == 0 || n - 1 <= typemax(eltype(indicesC)) || throw(ArgumentError(
+        "column indices up to $(n - 1) do not fit the index type $(eltype(indicesC)) of indicesC"))
+    return nothing
+end
+
+"""
+    spgemm_numeric!(indicesC, dataC, indptrC, m, k, n,
+                    indptrA, indicesA, dataA, indptrB, indicesB, dataB) -> (indicesC, dataC)
+
+Fill the column indices (sorted per row, 0-based) and values of `C = A*B`, given `indptrC` from
+[`spgemm_symbolic!`](@ref). Throws an `ArgumentError` if `indptrC` does not match the product.
+"""
+function spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractVector, indptrC::AbstractVector,
+                         m::Integer, k::Integer, n::Integer,
+                         indptrA::AbstractVector, indicesA::AbstractVector, dataA::AbstractVector,
+                         indptrB::AbstractVector, indicesB::AbstractVector, dataB::AbstractVector)
+    check_compressed(m, k, indptrA, indicesA, length(indicesA); ptrname="indptrA", idxname="indicesA")
+    check_compressed(k, n, indptrB, indicesB, length(indicesB); rows="k",
+                     ptrname="indptrB", idxname="indicesB")
+    length(dataA) >= Int(indptrA[end]) || throw(ArgumentError(
+        "dataA has length $(length(dataA)), shorter than nnzA = $(indptrA[end])"))
+    length(dataB) >= Int(indptrB[end]) || throw(ArgumentError(
+        "dataB has length $(length(dataB)), shorter than nnzB = $(indptrB[end])"))
+    check_output_structure(m, n, indptrC, indicesC, length(dataC))
+    m, n = Int(m), Int(n)
+    cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    firstbad = Threads.Atomic{Int}(typemax(Int))
+    foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
+        numeric_rows!(indicesC, dataC, indptrC, n, indptrA, indicesA, dataA,
+                      indptrB, indicesB, dataB, lo, hi, firstbad)
+    end
+    firstbad[] == typemax(Int) || throw(ArgumentError(
+        "indptrC does not match the structure of A*B (first at row $(firstbad[] - 1))"))
+    return indicesC, dataC
+end
+
+function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
+                       indptrA, indicesA, dataA, indptrB, indicesB, dataB,
+                       lo::Int, hi::Int, firstbad) where {Tc}
+    TiC = eltype(indicesC)
+    marker = zeros(Int, n)
+    acc = Vector{Tc}(undef, n)
+    @inbounds for i in lo:hi
+        start, stop = Int(indptrC[i]), Int(indptrC[i+1])
+        pos = start
+        for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+            j = Int(indicesA[p]) + 1
+            a = convert(Tc, dataA[p])
+            for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                col = Int(indicesB[q]) + 1
+                v = a * convert(Tc, dataB[q])
+                if marker[col] != i
+                    marker[col] = i
+                    acc[col] = v
+                    pos += 1
+                    pos <= stop && (indicesC[pos] = (col - 1) % TiC)
+                else
+                    acc[col] += v
+                end
+            end
+        end
+        if pos != stop
+            Threads.atomic_min!(firstbad, i)
+            continue
+        end
+        sort!(view(indicesC, start+1:stop))
+        for q in start+1:stop
+            dataC[q] = acc[Int(indicesC[q])+1]
+        end
+    end
+    return nothing
+end
+
+"""
+    bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb, kb, nb,
+                        indptrA, indicesA, dataA, indptrB, indicesB, dataB) -> (indicesC, dataC)
+
+Numeric phase of `C = A*B` for BSR operands with equal square blocks; `data*` are `b×b×nnzb`
+arrays of stored (transposed) blocks and `indptrC` comes from [`spgemm_symbolic!`](@ref) on the
+block structure. Each output block is accumulated in place in `dataC`.
+"""
+function bsr_spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractArray{Tc,3},
+                             indptrC::AbstractVector, mb::Integer, kb::Integer, nb::Integer,
+                             indptrA::AbstractVector, indicesA::AbstractVector,
+                             dataA::AbstractArray{<:Any,3},
+                             indptrB::AbstractVector, indicesB::AbstractVector,
+                             dataB::AbstractArray{<:Any,3}) where {Tc}
+    b = size(dataC, 1)
+    b >= 1 || throw(ArgumentError("block size b = $b must be at least 1"))
+    for (name, D) in (("dataA", dataA), ("dataB", dataB), ("dataC", dataC))
+        size(D, 1) == size(D, 2) == b || throw(DimensionMismatch(
+            "$name has blocks of size $(size(D, 1))×$(size(D, 2)), expected $b×$b"))
+    end
+    check_compressed(mb, kb, indptrA, indicesA, length(indicesA); rows="mb",
+                     ptrname="indptrA", idxname="indicesA")
+    check_compressed(kb, nb, indptrB, indicesB, length(indicesB); rows="kb",
+                     ptrname="indptrB", idxname="indicesB")
+    size(dataA, 3) >= Int(indptrA[end]) || throw(ArgumentError(
+        "dataA holds $(size(dataA, 3)) blocks, fewer than nnzbA = $(indptrA[end])"))
+    size(dataB, 3) >= Int(indptrB[end]) || throw(ArgumentError(
+        "dataB holds $(size(dataB, 3)) blocks, fewer than nnzbB = $(indptrB[end])"))
+    check_output_structure(mb, nb, indptrC, indicesC, size(dataC, 3); rows="mb")
+    mb, nb = Int(mb), Int(nb)
+    cum = cumulative_flops(mb, indptrA, indicesA, indptrB)
+    firstbad = Threads.Atomic{Int}(typemax(Int))
+    foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, mb, widemul(cum[mb+1], b^3)) do lo, hi
+        bsr_numeric_rows!(indicesC, dataC, indptrC, nb, indptrA, indicesA, dataA,
+                          indptrB, indicesB, dataB, lo, hi, firstbad)
+    end
+    firstbad[] == typemax(Int) || throw(ArgumentError(
+        "indptrC does not match the block structure of A*B (first at block row $(firstbad[] - 1))"))
+    return indicesC, dataC
+end
+
+function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::Int,
+                           indptrA, indicesA, dataA, indptrB, indicesB, dataB,
+                           lo::Int, hi::Int, firstbad) where {Tc}
+    TiC = eltype(indicesC)
+    b = size(dataC, 1)
+    seen = zeros(Int, nb)          # seen[J] == I: block column J already in block row I
+    slot = zeros(Int, nb)          # slot[J]: position of block (I, J) in indicesC / dataC
+    @inbounds for I in lo:hi
+        start, stop = Int(indptrC[I]), Int(indptrC[I+1])
+        pos = start
+        for p in Int(indptrA[I])+1:Int(indptrA[I+1])
+            K = Int(indicesA[p]) + 1
+            for q in Int(indptrB[K])+1:Int(indptrB[K+1])
+                J = Int(indicesB[q]) + 1
+                if seen[J] != I
+                    seen[J] = I
+                    pos += 1
+                    pos <= stop && (indicesC[pos] = (J - 1) % TiC)
+                end
+            end
+        end
+        if pos != stop
+            Threads.atomic_min!(firstbad, I)
+            continue
+        end
+        sort!(view(indicesC, start+1:stop))
+        for s in start+1:stop
+            slot[Int(indicesC[s])+1] = s
+            for y in 1:b
+                @simd for x in 1:b
+                    dataC[x, y, s] = zero(Tc)
+                end
+            end
+        end
+        for p in Int(indptrA[I])+1:Int(indptrA[I+1])
+            K = Int(indicesA[p]) + 1
+            for q in Int(indptrB[K])+1:Int(indptrB[K+1])
+                block_muladd!(dataC, slot[Int(indicesB[q])+1], dataB, q, dataA, p)
+            end
+        end
+    end
+    return nothing
+end
+
+# Stored blocks are transposes, so block C += A*B reads  C' += B' * A'  on the stored arrays:
+# dataC[:, :, s] += dataB[:, :, q] * dataA[:, :, p], column by column, vectorised down columns.
+@inline function block_muladd!(DC::AbstractArray{Tc,3}, s::Int, DB, q::Int, DA, p::Int) where {Tc}
+    b = size(DC, 1)
+    @inbounds for y in 1:b
+        z = 1
+        while z + 3 <= b
+            a1, a2 = convert(Tc, DA[z, y, p]), convert(Tc, DA[z+1, y, p])
+            a3, a4 = convert(Tc, DA[z+2, y, p]), convert(Tc, DA[z+3, y, p])
+            @simd for x in 1:b
+                t = DC[x, y, s]
+                t = muladd(convert(Tc, DB[x, z, q]), a1, t)
+                t = muladd(convert(Tc, DB[x, z+1, q]), a2, t)
+                t = muladd(convert(Tc, DB[x, z+2, q]), a3, t)
+                t = muladd(convert(Tc, DB[x, z+3, q]), a4, t)
+                DC[x, y, s] = t
+            end
+            z += 4
+        end
+        while z <= b
+            a = convert(Tc, DA[z, y, p])
+            @simd for x in 1:b
+                DC[x, y, s] = muladd(convert(Tc, DB[x, z, q]), a, DC[x, y, s])
+            end
+            z += 1
+        end
+    end
+    return nothing
+end
+
+# --- Julia-facing API ---------------------------------------------------------------------------
+
+"Index type for a result with `nC` entries and `n` columns: `Ti` if it fits, else Int64."
+result_index_type(::Type{Ti}, nC::Integer, n::Integer) where {Ti} =
+    nC <= typemax(Ti) && n <= typemax(Ti) ? Ti : Int64
+
+"""
+    spgemm(A, B) -> C
+
+Sparse product of two `CSRMatrix` (result `CSRMatrix`) or two `BSRMatrix` with the same block size
+(result `BSRMatrix`). Value type `promote_type(eltype(A), eltype(B))`; rows of `C` are sorted.
+"""
+function spgemm(A::CSRMatrix{TvA,TiA}, B::CSRMatrix{TvB,TiB}) where {TvA,TiA,TvB,TiB}
+    m, k = size(A)
+    size(B, 1) == k || throw(DimensionMismatch("A is $m×$k but B is $(size(B, 1))×$(size(B, 2))"))
+    n = size(B, 2)
+    indptrC = Vector{Int64}(undef, m + 1)
+    spgemm_symbolic!(indptrC, m, k, n, A.indptr, A.indices, B.indptr, B.indices)
+    nC = Int(indptrC[end])
+    Ti = result_index_type(promote_type(TiA, TiB), nC, n)
+    Tc = promote_type(TvA, TvB)
+    indicesC, dataC = Vector{Ti}(undef, nC), Vector{Tc}(undef, nC)
+    spgemm_numeric!(indicesC, dataC, indptrC, m, k, n,
+                    A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+    return CSRMatrix{Tc,Ti}(m, n, Vector{Ti}(indptrC), indicesC, dataC; check=false)
+end
+
+function spgemm(A::BSRMatrix{TvA,TiA}, B::BSRMatrix{TvB,TiB}) where {TvA,TiA,TvB,TiB}
+    b = blocksize(A)
+    blocksize(B) == b || throw(DimensionMismatch(
+        "block sizes differ: $b for A, $(blocksize(B)) for B"))
+    A.nb == B.mb || throw(DimensionMismatch(
+        "A is $(size(A, 1))×$(size(A, 2)) but B is $(size(B, 1))×$(size(B, 2))"))
+    mb, kb, nb = A.mb, A.nb, B.nb
+    indptrC = Vector{Int64}(undef, mb + 1)
+    spgemm_symbolic!(indptrC, mb, kb, nb, A.indptr, A.indices, B.indptr, B.indices; rows="mb")
+    nC = Int(indptrC[end])
+    Ti = result_index_type(promote_type(TiA, TiB), nC, nb)
+    Tc = promote_type(TvA, TvB)
+    indicesC, dataC = Vector{Ti}(undef, nC), Array{Tc,3}(undef, b, b, nC)
+    bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb, kb, nb,
+                        A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+    return BSRMatrix{Tc,Ti}(mb * b, nb * b, Vector{Ti}(indptrC), indicesC, dataC; check=false)
+end

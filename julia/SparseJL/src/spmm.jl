@@ -1,0 +1,224 @@
+# Sparse times dense: C = A*B. The kernels work on row-major B and C, which Julia sees in place as
+# their transposes Bt (n×k) and Ct (n×m): row i of C is then the contiguous column Ct[:, i], and
+# each stored a_ij adds a * Bt[:, j] to it, a unit-stride vectorisable update.
+
+# --- CSR ---------------------------------------------------------------------------------------
+
+"""
+    spmm_rowmajor!(Ct, A::CSRMatrix, Bt) -> Ct
+    spmm_rowmajor!(Ct, A::BSRMatrix, Bt) -> Ct
+
+`C = A*B` with `B` (k×n) and `C` (m×n) given as their transposes `Bt` (n×k) and `Ct` (n×m), which
+is how NumPy's row-major arrays look from Julia. Every element of `Ct` is written.
+"""
+function spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
+    m, k = size(A)
+    n = size(Bt, 1)
+    size(Bt, 2) == k || throw(DimensionMismatch(
+        "A is $m×$k but B has $(size(Bt, 2)) rows"))
+    size(Ct) == (n, m) || throw(DimensionMismatch(
+        "C must be $m×$n (row-major), got $(size(Ct, 2))×$(size(Ct, 1))"))
+    indptr = A.indptr
+    cumwork = r -> Int(@inbounds indptr[r+1]) + r
+    if n == 1
+        foreach_rowchunk((lo, hi) -> csr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, m, nnz(A))
+    else
+        foreach_rowchunk((lo, hi) -> csr_spmm_rows!(Ct, A, Bt, lo, hi), cumwork, m,
+                         widemul(nnz(A), n))
+    end
+    return Ct
+end
+
+function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
+                        lo::Int, hi::Int) where {Tc}
+    indptr, indices, data = A.indptr, A.indices, A.data
+    @inbounds for i in lo:hi
+        s = zero(Tc)
+        @simd for p in Int(indptr[i])+1:Int(indptr[i+1])
+            s += convert(Tc, data[p]) * convert(Tc, Bt[1, Int(indices[p])+1])
+        end
+        Ct[1, i] = s
+    end
+    return nothing
+end
+
+# Four stored entries per sweep over Ct[:, i] quarter the loads and stores of the output row.
+function csr_spmm_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
+                        lo::Int, hi::Int) where {Tc}
+    indptr, indices, data = A.indptr, A.indices, A.data
+    n = size(Ct, 1)
+    @inbounds for i in lo:hi
+        @simd for l in 1:n
+            Ct[l, i] = zero(Tc)
+        end
+        p = Int(indptr[i]) + 1
+        pend = Int(indptr[i+1])
+        while p + 3 <= pend
+            j1, j2 = Int(indices[p]) + 1, Int(indices[p+1]) + 1
+            j3, j4 = Int(indices[p+2]) + 1, Int(indices[p+3]) + 1
+            a1, a2 = convert(Tc, data[p]), convert(Tc, data[p+1])
+            a3, a4 = convert(Tc, data[p+2]), convert(Tc, data[p+3])
+            @simd for l in 1:n
+                s = Ct[l, i]
+                s = muladd(a1, convert(Tc, Bt[l, j1]), s)
+                s = muladd(a2, convert(Tc, Bt[l, j2]), s)
+                s = muladd(a3, convert(Tc, Bt[l, j3]), s)
+                s = muladd(a4, convert(Tc, Bt[l, j4]), s)
+                Ct[l, i] = s
+            end
+            p += 4
+        end
+        while p <= pend
+            j = Int(indices[p]) + 1
+            a = convert(Tc, data[p])
+            @simd for l in 1:n
+                Ct[l, i] = muladd(a, convert(Tc, Bt[l, j]), Ct[l, i])
+            end
+            p += 1
+        end
+    end
+    return nothing
+end
+
+# --- BSR ---------------------------------------------------------------------------------------
+# Block row I of C, as Ct[:, rows of I] (n×b), is the sum over its blocks k of
+# Bt[:, cols of block column J] (n×b) * data[:, :, k] (b×b, the stored transpose). The unit of work
+# is an L×R tile of that output, kept in registers while every block of the row is swept, so each
+# output element is written exactly once; the L rows of Bt touched per column are one cache line.
+
+# Output tile height (along n): two 64-byte lines of Bt per column.
+tile_rows(::Type{T}) where {T} = max(1, 128 ÷ max(sizeof(T), 1))
+const TILE_COLS = 4
+
+function spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
+    m, k = size(A)
+    n = size(Bt, 1)
+    size(Bt, 2) == k || throw(DimensionMismatch(
+        "A is $m×$k but B has $(size(Bt, 2)) rows"))
+    size(Ct) == (n, m) || throw(DimensionMismatch(
+        "C must be $m×$n (row-major), got $(size(Ct, 2))×$(size(Ct, 1))"))
+    b = blocksize(A)
+    L = tile_rows(eltype(Ct))
+    R = min(TILE_COLS, b)
+    indptr = A.indptr
+    cumwork = r -> Int(@inbounds indptr[r+1]) * b + r
+    work = widemul(nnzb(A) * b * b, n)
+    rows! = bsr_rows_kernel(Val(L), Val(R))     # one dynamic dispatch per call, not per tile
+    foreach_rowchunk((lo, hi) -> rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
+    return Ct
+end
+
+bsr_rows_kernel(::Val{L}, ::Val{R}) where {L,R} =
+    (Ct, A, Bt, lo, hi) -> bsr_spmm_rows!(Ct, A, Bt, lo, hi, Val(L), Val(R))
+
+function bsr_spmm_rows!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int,
+                        ::Val{L}, ::Val{R}) where {L,R}
+    n = size(Ct, 1)
+    b = blocksize(A)
+    nL = n - n % L                # rows covered by full tiles
+    nR = b - b % R
+    for I in lo:hi
+        l0 = 1
+        while l0 <= nL
+            r0 = 1
+            while r0 <= nR
+                bsr_tile!(Ct, A, Bt, I, l0, r0, Val(L), Val(R))
+                r0 += R
+            end
+            nR < b && bsr_tile_any!(Ct, A, Bt, I, l0:l0+L-1, nR+1:b)
+            l0 += L
+        end
+        nL < n && bsr_tile_any!(Ct, A, Bt, I, nL+1:n, 1:b)
+    end
+    return nothing
+end
+
+# Ct[l0:l0+L-1, rows r0:r0+R-1 of block row I] in L*R scalar accumulators that LLVM packs into
+# vector registers.
+@generated function bsr_tile!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
+                              I::Int, l0::Int, r0::Int, ::Val{L}, ::Val{R}) where {Tc,L,R}
+    acc(l, r) = Symbol(:acc_, l, :_, r)
+    bv(l) = Symbol(:b_, l)
+    dv(r) = Symbol(:d_, r)
+    init = [:($(acc(l, r)) = zero($Tc)) for l in 1:L for r in 1:R]
+    loadb = [:($(bv(l)) = convert($Tc, Bt[l0+$(l-1), col])) for l in 1:L]
+    loadd = [:($(dv(r)) = convert($Tc, D[c, r0+$(r-1), k])) for r in 1:R]
+    fma = [:($(acc(l, r)) = muladd($(bv(l)), $(dv(r)), $(acc(l, r)))) for r in 1:R for l in 1:L]
+    store = [:(Ct[l0+$(l-1), ro+$r] = $(acc(l, r))) for l in 1:L for r in 1:R]
+    quote
+        D = A.data
+        indptr, indices = A.indptr, A.indices
+        b = size(D, 1)
+        $(init...)
+        @inbounds for k in Int(indptr[I])+1:Int(indptr[I+1])
+            co = Int(indices[k]) * b
+            for c in 1:b
+                col = co + c
+                $(loadb...)
+                $(loadd...)
+                $(fma...)
+            end
+        end
+        ro = (I - 1) * b + r0 - 1
+        @inbounds begin
+            $(store...)
+        end
+        return nothing
+    end
+end
+
+# Any tile (edges): one output column of the tile at a time, vectorised along n.
+function bsr_tile_any!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix, I::Int,
+                       ls::UnitRange{Int}, rs::UnitRange{Int}) where {Tc}
+    D, indptr, indices = A.data, A.indptr, A.indices
+    b = size(D, 1)
+    ro = (I - 1) * b
+    @inbounds for r in rs
+        @simd for l in ls
+            Ct[l, ro+r] = zero(Tc)
+        end
+        for k in Int(indptr[I])+1:Int(indptr[I+1])
+            co = Int(indices[k]) * b
+            for c in 1:b
+                d = convert(Tc, D[c, r, k])
+                @simd for l in ls
+                    Ct[l, ro+r] = muladd(convert(Tc, Bt[l, co+c]), d, Ct[l, ro+r])
+                end
+            end
+        end
+    end
+    return nothing
+end
+
+# --- Julia-facing API (ordinary column-major matrices; copies to the row-major layout) ---------
+
+"""
+    spmm(A, B) -> C
+
+`C = A*B` for `A::CSRMatrix` or `A::BSRMatrix` and a dense matrix or vector `B`; the element type
+of `C` is `promote_type(eltype(A), eltype(B))`.
+"""
+function spmm(A::Union{CSRMatrix,BSRMatrix}, B::AbstractMatrix)
+    Tc = promote_type(eltype(A), eltype(B))
+    return spmm!(Matrix{Tc}(undef, size(A, 1), size(B, 2)), A, B)
+end
+
+function spmm(A::Union{CSRMatrix,BSRMatrix}, x::AbstractVector)
+    Tc = promote_type(eltype(A), eltype(x))
+    return vec(spmm!(Matrix{Tc}(undef, size(A, 1), 1), A, reshape(x, length(x), 1)))
+end
+
+"""
+    spmm!(C, A, B) -> C
+
+In-place `C = A*B` for ordinary (column-major) dense `B` and `C`.
+"""
+function spmm!(C::AbstractMatrix, A::Union{CSRMatrix,BSRMatrix}, B::AbstractMatrix)
+    size(B, 1) == size(A, 2) || throw(DimensionMismatch(
+        "A is $(size(A, 1))×$(size(A, 2)) but B has $(size(B, 1)) rows"))
+    size(C) == (size(A, 1), size(B, 2)) || throw(DimensionMismatch(
+        "C is $(size(C, 1))×$(size(C, 2)), expected $(size(A, 1))×$(size(B, 2))"))
+    Ct = Matrix{eltype(C)}(undef, size(C, 2), size(C, 1))
+    spmm_rowmajor!(Ct, A, permutedims(B))
+    return permutedims!(C, Ct, (2, 1))
+end
