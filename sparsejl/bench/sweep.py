@@ -1,0 +1,214 @@
+"""The sweep: every case × every backend, checked, then timed.
+
+Stable API (the Jupyter explorer uses it too)::
+
+    from sparsejl.bench.sweep import Case, run
+    records = run([Case("bert-base", "ffn.up", 3072, 768, 128, 0.1, 32)],
+                  ["dense", "julia:bsr", "scipy:bsr"],
+                  repeats=5, warmup=1, progress=None, should_stop=None)
+
+``Case`` fields: ``model, layer, m, k, n, density, blocksize, dtype="float32", op="spmm",
+seed=0, operand_b="random"``. SpMM is ``A (m×k sparse) @ B (k×n dense)``; SpGEMM is
+``A (m×k) @ B (k×n)``, both sparse, B random with the same density and blocksize, or
+``operand_b="transpose"`` for ``A @ Aᵀ`` (then ``n == m``).
+
+``backends`` are names from :data:`sparsejl.bench.peers.CONTENDERS` (``"dense"``,
+``"julia:csr"``, ``"julia:bsr"``, ``"scipy:csr"``, ``"torch:bsr"``, ``"mkl:csr"``,
+``"graphblas:csr"``, ``"sparsearrays:csc"``, ...) or :class:`~sparsejl.bench.peers.Contender`
+objects.
+
+``run`` returns one record (a dict) per case and backend, in order, each with the case's
+fields plus:
+
+* ``backend``, ``library``, ``format``, ``threads`` (threads it computed with, None if unknown)
+* ``status``: ``"ok"``; ``"missing"`` (library not installed or not working here: ``reason``
+  says why); ``"skipped"`` (does not apply to the case, e.g. BSR at blocksize 1, or one call
+  took longer than ``max_call_s``); ``"error"`` (raised, or its result failed the check:
+  ``reason`` has the message); ``"stopped"`` (``should_stop()`` said stop before it ran)
+* ``reason``: str or None
+* ``times_s``: seconds per call of each timed sample (``repeats`` of them), ``median_s``,
+  ``calls_per_sample`` (fast calls are repeated within a sample to dwarf the clock's resolution)
+* ``speedup_vs_dense``: median of ``"dense"`` on the same case ÷ this median (None when dense
+  was not run or failed); dense itself is 1.0
+* ``peak_bytes``: peak Python-heap bytes (tracemalloc: NumPy and Python allocations, not
+  memory allocated inside Julia, PyTorch, MKL or GraphBLAS) of one extra untimed call;
+  ``output_bytes``: bytes of the product it returned
+* ``nnz``, ``actual_density``: of the sparse operand A as drawn; ``check_error``: the worst
+  error over the allowed error (< 1 passed)
+
+Each measurement: convert operands (untimed), one call whose result is checked against a
+float64 SciPy reference, ``warmup`` untimed calls, then ``repeats`` timed samples; the median
+is reported. ``progress(record, done, total)`` is called after every record;
+``should_stop()`` is polled before every measurement.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import time
+import tracemalloc
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import check as _check
+from . import matrices, peers
+
+__all__ = ["Case", "run", "RECORD_FIELDS"]
+
+RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", "times_s",
+                 "median_s", "calls_per_sample", "speedup_vs_dense", "peak_bytes",
+                 "output_bytes", "nnz", "actual_density", "check_error")
+
+#: A timed sample lasts at least this long: fast calls are repeated within it.
+MIN_SAMPLE_S = 2e-3
+
+
+@dataclass(frozen=True)
+class Case:
+    """One product to measure. ``m×k`` sparse ``A``; ``n`` tokens (SpMM) or columns of B."""
+
+    model: str
+    layer: str
+    m: int
+    k: int
+    n: int
+    density: float
+    blocksize: int = 1
+    dtype: str = "float32"
+    op: str = "spmm"
+    seed: int = 0
+    operand_b: str = "random"
+
+    def label(self) -> str:
+        b = f"BSR{self.blocksize}" if self.blocksize > 1 else "unstructured"
+        what = f"{self.m}x{self.k}" + (f"·{self.n} tokens" if self.op == "spmm" else
+                                        (" · its transpose" if self.operand_b == "transpose"
+                                         else f" · {self.k}x{self.n}"))
+        return f"{self.model} {self.layer} {self.op} {what} d={self.density:g} {b} {self.dtype}"
+
+
+def _time(fn: Callable[[], object], repeats: int, warmup: int, min_time: float):
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    number = 1 if one >= min_time else min(1000, math.ceil(min_time / max(one, 1e-7)))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return times, number
+
+
+def _peak_bytes(fn: Callable[[], object]):
+    gc.collect()
+    tracemalloc.start()
+    try:
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, out
+
+
+def _nbytes(C) -> Optional[int]:
+    if sp.issparse(C):
+        return int(C.data.nbytes + C.indices.nbytes + C.indptr.nbytes)
+    nbytes = getattr(C, "nbytes", None)
+    return int(nbytes) if nbytes is not None else None
+
+
+def _record(case: Case, c: peers.Contender, status: str, reason=None, **extra) -> dict:
+    rec = dataclasses.asdict(case)
+    rec.update(backend=c.name, library=c.library, format=c.fmt, threads=None, status=status,
+               reason=reason, times_s=[], median_s=None, calls_per_sample=None,
+               speedup_vs_dense=None, peak_bytes=None, output_bytes=None, nnz=None,
+               actual_density=None, check_error=None)
+    rec.update(extra)
+    return rec
+
+
+def _measure(case, c, A, B, ref, bound, repeats, warmup, max_call_s) -> dict:
+    ok, why = c.availability()
+    if not ok:
+        return _record(case, c, "missing", why)
+    why = c.applies(case)
+    if why:
+        return _record(case, c, "skipped", why)
+    try:
+        fn = c.prepare(case, A, B)
+        t0 = time.perf_counter()
+        out = fn()
+        first = time.perf_counter() - t0
+        C = c.result(out)
+        err = _check.check(C, ref, bound, case.dtype)
+    except Exception as exc:
+        return _record(case, c, "error", f"{type(exc).__name__}: {exc}")
+    rec = _record(case, c, "ok", threads=c.threads(), check_error=err)
+    if max_call_s is not None and first > max_call_s:
+        rec.update(status="skipped", times_s=[first],
+                   reason=f"one call took {first:.3g} s > max_call_s={max_call_s:g}")
+        return rec
+    try:
+        if hasattr(c, "time_inside"):
+            fn()  # leaves the operands loaded where the contender times them
+            times, number = c.time_inside(repeats, warmup, MIN_SAMPLE_S)
+        else:
+            times, number = _time(fn, repeats, warmup, MIN_SAMPLE_S)
+            peak, out = _peak_bytes(fn)
+            rec.update(peak_bytes=int(peak), output_bytes=_nbytes(c.result(out)))
+    except Exception as exc:
+        rec.update(status="error", reason=f"{type(exc).__name__} while timing: {exc}")
+        return rec
+    rec.update(times_s=times, median_s=float(np.median(times)), calls_per_sample=number)
+    return rec
+
+
+def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: int = 1,
+        progress: Optional[Callable[[dict, int, int], None]] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+        max_call_s: Optional[float] = None) -> List[dict]:
+    """Measure every backend on every case; see the module docstring for the records.
+
+    ``repeats`` must be at least 5 (the median of fewer is not reported). ``max_call_s``
+    skips timing a backend whose checked call alone took longer (its one time is kept).
+    """
+    if repeats < 5:
+        raise ValueError("repeats must be >= 5: the report gives the median of at least 5 runs")
+    cases = list(cases)
+    contenders = [peers.get(b) for b in backends]
+    # the baseline goes first in each case, so its median is there for the speedups
+    contenders.sort(key=lambda c: c.name != "dense")
+    total, done, records = len(cases) * len(contenders), 0, []
+    stopped = False
+    for case in cases:
+        built, base = None, None
+        for c in contenders:
+            stopped = stopped or bool(should_stop and should_stop())
+            if stopped:
+                rec = _record(case, c, "stopped", "stopped before this measurement")
+            elif not c.availability()[0]:
+                rec = _record(case, c, "missing", c.availability()[1])
+            else:
+                if built is None:
+                    A, B = matrices.operands(case)
+                    built = (A, B) + matrices.reference(case.op, A, B, case.density)
+                rec = _measure(case, c, *built, repeats, warmup, max_call_s)
+                rec.update(nnz=int(built[0].nnz),
+                           actual_density=built[0].nnz / float(case.m * case.k))
+                if c.name == "dense" and rec["status"] == "ok":
+                    base = rec["median_s"]
+                if base and rec["median_s"]:
+                    rec["speedup_vs_dense"] = base / rec["median_s"]
+            records.append(rec)
+            done += 1
+            if progress:
+                progress(rec, done, total)
+    return records
