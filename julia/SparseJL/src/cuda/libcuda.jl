@@ -1,27 +1,34 @@
 # Thin layer over the CUDA driver API (libcuda.so.1): only what the cuSPARSE wrappers need.
 # Each function is one ccall through a pointer looked up on first use.
 
-const Libdl = Base.Libc.Libdl
-
 const CUresult = Cint
 const CUdevice = Cint
 const CUcontext = Ptr{Cvoid}
 const CUstream = Ptr{Cvoid}
 const CUdeviceptr = UInt64
 
-"Library handles and symbols, opened on first use, by path."
+# Library handles and symbols, opened on first use, by path. dlopen/dlsym of the C library
+# directly: the Libdl standard library would have to be a dependency of the package for this.
+const RTLD_LAZY = Cint(1)
+const RTLD_GLOBAL = Cint(0x100)
 const _libs = Dict{String,Ptr{Cvoid}}()
 const _syms = Dict{Tuple{String,Symbol},Ptr{Cvoid}}()
 
+dlerror() = (p = ccall(:dlerror, Cstring, ()); p == C_NULL ? "unknown error" : unsafe_string(p))
+
 function libhandle(path::String)
     get!(_libs, path) do
-        Libdl.dlopen(path, Libdl.RTLD_LAZY | Libdl.RTLD_GLOBAL)
+        h = ccall(:dlopen, Ptr{Cvoid}, (Cstring, Cint), path, RTLD_LAZY | RTLD_GLOBAL)
+        h == C_NULL && error("cannot open $path: $(dlerror())")
+        h
     end
 end
 
 function libsym(path::String, name::Symbol)
     get!(_syms, (path, name)) do
-        Libdl.dlsym(libhandle(path), name)
+        p = ccall(:dlsym, Ptr{Cvoid}, (Ptr{Cvoid}, Cstring), libhandle(path), String(name))
+        p == C_NULL && error("$name not found in $path: $(dlerror())")
+        p
     end
 end
 

@@ -1,0 +1,153 @@
+"""What the GPU backends share: whether CuPy and a GPU are here, dtypes, densifying on the device.
+
+Nothing here imports CuPy at module import time; every function that needs it imports it inside.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+#: value dtypes of the GPU backends by name; bfloat16 is ml_dtypes', which CuPy >= 14 understands
+_VALUE_NAMES = ("float16", "bfloat16", "float32", "float64")
+_JULIA_NAMES = {"float16": "Float16", "bfloat16": "BFloat16", "float32": "Float32", "float64": "Float64",
+                "int32": "Int32", "int64": "Int64"}
+# cudaDataType of library_types.h
+CUDA_R_32F, CUDA_R_64F, CUDA_R_16F, CUDA_R_16BF = 0, 1, 2, 14
+_CUDA_TYPES = {"float16": CUDA_R_16F, "bfloat16": CUDA_R_16BF, "float32": CUDA_R_32F, "float64": CUDA_R_64F}
+# cusparseIndexType_t
+CUSPARSE_INDEX_32I, CUSPARSE_INDEX_64I = 2, 3
+
+
+@functools.lru_cache(maxsize=None)
+def value_dtypes() -> tuple:
+    """The value dtypes the GPU backends take: float16, float32, float64, and bfloat16 where ml_dtypes is."""
+    out = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]
+    bf16 = bfloat16()
+    if bf16 is not None:
+        out.insert(1, bf16)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def bfloat16():
+    """ml_dtypes' bfloat16 as a NumPy dtype, or None where ml_dtypes is missing."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def dtype_name(dtype) -> str:
+    return np.dtype(dtype).name
+
+
+def cuda_type(dtype) -> int:
+    return _CUDA_TYPES[dtype_name(dtype)]
+
+
+def julia_type(dtype) -> str:
+    return _JULIA_NAMES[dtype_name(dtype)]
+
+
+def index_type(dtype) -> int:
+    return CUSPARSE_INDEX_32I if np.dtype(dtype) == np.int32 else CUSPARSE_INDEX_64I
+
+
+def result_dtype(a_dtype, b_dtype) -> np.dtype:
+    """NumPy's promotion, as the CPU backends give it: f16@f16 -> f16, bf16@bf16 -> bf16, f16@f32 -> f32."""
+    return np.result_type(np.dtype(a_dtype), np.dtype(b_dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_reason() -> str | None:
+    """Why CuPy on a GPU cannot be used here, or None. Imports CuPy (only when asked)."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return f"CuPy is not installed ({exc}); install cupy-cuda12x or cupy-cuda13x to use the GPU"
+    except Exception as exc:  # a broken CUDA install can raise anything at import
+        return f"CuPy failed to import: {type(exc).__name__}: {exc}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"no usable CUDA GPU: {type(exc).__name__}: {exc}"
+    if count < 1:
+        return "no CUDA GPU is visible (cudaGetDeviceCount is 0)"
+    return None
+
+
+def current_stream_ptr() -> int:
+    import cupy
+    return int(cupy.cuda.get_current_stream().ptr)
+
+
+def current_device() -> int:
+    import cupy
+    return int(cupy.cuda.runtime.getDevice())
+
+
+def common_index(*arrays):
+    """The index arrays in one dtype (int32 when every one is, else int64), copying only those that differ."""
+    import cupy
+    target = np.int32 if all(np.dtype(a.dtype) == np.int32 for a in arrays) else np.int64
+    return [a if np.dtype(a.dtype) == target else a.astype(target) for a in arrays], np.dtype(target)
+
+
+def contiguous(a):
+    import cupy
+    return a if a.flags.c_contiguous else cupy.ascontiguousarray(a)
+
+
+def same_dtype(a, dtype):
+    return a if np.dtype(a.dtype) == np.dtype(dtype) else a.astype(dtype)
+
+
+def todense(A):
+    """A CSR/BSR view with CuPy arrays as a dense CuPy array of A's dtype, on the device."""
+    import cupy
+    m, k = A.shape
+    out = cupy.zeros((m, k), dtype=A.data.dtype)
+    nstored = int(A.indptr[-1]) if len(A.indptr) else 0
+    if nstored == 0:
+        return out
+    rows = cupy.repeat(cupy.arange(len(A.indptr) - 1, dtype=np.int64), cupy.diff(A.indptr).astype(np.int64))
+    cols = A.indices[:nstored].astype(np.int64)
+    if A.format == "csr":
+        if _has_duplicates(rows, cols, k):  # duplicates add up, as SciPy's toarray does
+            cupy.add.at(out, (rows, cols), A.data[:nstored])
+        else:
+            out[rows, cols] = A.data[:nstored]
+        return out
+    b = A.blocksize
+    view = out.reshape(m // b, b, k // b, b)
+    blocks = A.data[:nstored]
+    if _has_duplicates(rows, cols, k // b):
+        for i in range(nstored):  # rare: duplicate blocks; keep SciPy's sum semantics
+            view[int(rows[i]), :, int(cols[i]), :] += blocks[i]
+    else:
+        view[rows, :, cols, :] = blocks
+    return out
+
+
+def _has_duplicates(rows, cols, ncols) -> bool:
+    import cupy
+    key = rows * ncols + cols
+    return bool(cupy.unique(key).size != key.size)
+
+
+def libcusparse_path() -> str:
+    """Path of the libcusparse that CuPy loaded in this process (so Julia uses the same copy)."""
+    import cupy
+    cupy.cuda.device.get_cusparse_handle()  # makes CuPy load cuSPARSE
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if line.strip() else ""
+                if "libcusparse.so" in path:
+                    return path
+    except OSError:
+        pass
+    return "libcusparse.so.12"
