@@ -11,6 +11,9 @@ _MODULES = {
     "julia": "sparsejl.backends.julia",
     "scipy": "sparsejl.backends.scipy",
     "dense": "sparsejl.backends.dense",
+    "cupy": "sparsejl.backends.cupy_backend",
+    "cupy-dense": "sparsejl.backends.cupy_dense",
+    "julia-cuda": "sparsejl.backends.julia_cuda",
 }
 CPU_DEFAULT_ORDER = ("julia", "scipy")
 GPU_DEFAULT_ORDER = ()
