@@ -61,6 +61,10 @@ class Contender:
         """Threads this contender computes with, as configured now (None if unknown)."""
         return None
 
+    def extras(self, fn: Callable[[], object]) -> dict:
+        """Further untimed measurements of the prepared call, merged into its record."""
+        return {}
+
 
 def _bsr(M, b: int):
     return M.tobsr(blocksize=(b, b)) if sp.issparse(M) else M
@@ -121,8 +125,12 @@ class SparseJL(Contender):
             if b.name == self.backend:
                 if not b.available:
                     raise RuntimeError(b.reason or "unavailable")
-                return
-        raise RuntimeError(f"sparsejl has no backend {self.backend!r}")
+                break
+        else:
+            raise RuntimeError(f"sparsejl has no backend {self.backend!r}")
+        if self.backend == "julia":  # availability is only known once Julia has started
+            from sparsejl import runtime
+            runtime.get()
 
     def prepare(self, case, A, B):
         import sparsejl
@@ -138,6 +146,104 @@ class SparseJL(Contender):
             return int(runtime.julia_threads())
         except Exception:
             return None
+
+    def extras(self, fn):
+        """Bytes Julia's GC counted during one call (``julia_alloc_bytes``), net of the
+        counter read itself; needs the runtime's ``eval`` hook."""
+        try:
+            rt = _julia_runtime()
+            reads = [int(rt.eval(_GC_BYTES))]
+            reads.append(int(rt.eval(_GC_BYTES)))
+            for _ in range(3):
+                fn()
+            reads.append(int(rt.eval(_GC_BYTES)))
+        except Exception:
+            return {}
+        per_read = reads[1] - reads[0]
+        return {"julia_alloc_bytes": max(0, (reads[2] - reads[1] - per_read) // 3)}
+
+
+_GC_BYTES = "let r = Ref{Int64}(0); Base.gc_bytes(r); r[] end"
+
+
+def _julia_runtime():
+    from sparsejl import runtime
+    rt = runtime.get()
+    if not hasattr(rt, "eval"):
+        raise RuntimeError("sparsejl's runtime has no eval hook")
+    return rt
+
+
+class JuliaKernel(Contender):
+    """sparsejl's CSR SpMM entry point called in a loop *inside* Julia: the kernel's own time,
+    so that ``julia:csr`` minus this is the cost of one Python→Julia call. Only for small
+    products, where that cost matters."""
+
+    name, library, fmt = "julia-kernel:csr", "sparsejl kernel, timed in Julia", "csr"
+    ops = ("spmm",)
+    install = "sparsejl's Julia runtime with its eval hook"
+    MAX_SIZE = 1 << 16
+
+    _LOOP = """
+    function __sparsejl_bench_time(f::Ptr{Cvoid}, a::Ptr{Int64}, repeats::Int, warmup::Int,
+                                   min_time::Float64)
+        for _ in 1:warmup
+            ccall(f, Int32, (Ptr{Int64},), a)
+        end
+        t0 = time_ns(); ccall(f, Int32, (Ptr{Int64},), a); one = (time_ns() - t0) / 1e9
+        number = one >= min_time ? 1 : min(100000, ceil(Int, min_time / max(one, 1e-8)))
+        times = Float64[]
+        for _ in 1:repeats
+            t0 = time_ns()
+            for _ in 1:number
+                ccall(f, Int32, (Ptr{Int64},), a)
+            end
+            push!(times, (time_ns() - t0) / 1e9 / number)
+        end
+        string(number, " ", join(times, " "))
+    end
+    """
+
+    def _probe(self):
+        from sparsejl import runtime
+        why = runtime.unavailable_reason()
+        if why:
+            raise RuntimeError(why)
+        _julia_runtime()
+
+    def applies(self, case):
+        if case.m * case.k > self.MAX_SIZE:
+            return f"times the bare kernel of small products only (m·k ≤ {self.MAX_SIZE})"
+        return super().applies(case)
+
+    def prepare(self, case, A, B):
+        import ctypes
+        from sparsejl.backends import julia as jb
+        rt = _julia_runtime()
+        m, k = A.shape
+        n = B.shape[1]
+        C = np.empty((m, n), dtype=np.result_type(A.dtype, B.dtype))
+        err = ctypes.create_string_buffer(1024)
+        ptrs = [x.ctypes.data for x in (A.indptr, A.indices, A.data, B, C)]
+        args = np.array([ctypes.addressof(err), len(err), m, k, n, A.nnz] + ptrs, dtype=np.int64)
+        fptr = rt.entry(jb._key("csr_spmm", A.data, A.indices, B, C))
+        self._held = (A, B, C, err, args)  # alive while Julia holds their addresses
+        self._call = f"Ptr{{Cvoid}}({fptr}), Ptr{{Int64}}({args.ctypes.data})"
+        once = f"ccall(Ptr{{Cvoid}}({fptr}), Int32, (Ptr{{Int64}},), Ptr{{Int64}}({args.ctypes.data}))"
+        rt.eval(self._LOOP)
+
+        def run():
+            status = rt.eval(once)
+            if status.strip() != "0":
+                raise RuntimeError(f"kernel status {status}: {err.value.decode(errors='replace')}")
+            return C.copy()
+        return run
+
+    def time_inside(self, repeats, warmup, min_time):
+        answer = _julia_runtime().eval(
+            f"__sparsejl_bench_time({self._call}, {int(repeats)}, {int(warmup)}, {float(min_time)!r})")
+        parts = answer.split()
+        return [float(t) for t in parts[1:]], int(parts[0])
 
 
 class Torch(Contender):
@@ -276,6 +382,7 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in [
     MKL("csr"), MKL("bsr"),
     GraphBLAS(),
     JuliaSparseArrays(),
+    JuliaKernel(),
 ]}
 
 #: The CPU contenders of a comparison run: everything above.

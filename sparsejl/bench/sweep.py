@@ -35,6 +35,8 @@ fields plus:
   ``output_bytes``: bytes of the product it returned
 * ``nnz``, ``actual_density``: of the sparse operand A as drawn; ``check_error``: the worst
   error over the allowed error (< 1 passed)
+* sparsejl's Julia backends add ``julia_alloc_bytes`` (Julia GC bytes per call) when the
+  runtime can tell
 
 Each measurement: convert operands (untimed), one call whose result is checked against a
 float64 SciPy reference, ``warmup`` untimed calls, then ``repeats`` timed samples; the median
@@ -164,6 +166,7 @@ def _measure(case, c, A, B, ref, bound, repeats, warmup, max_call_s) -> dict:
             times, number = _time(fn, repeats, warmup, MIN_SAMPLE_S)
             peak, out = _peak_bytes(fn)
             rec.update(peak_bytes=int(peak), output_bytes=_nbytes(c.result(out)))
+            rec.update(c.extras(fn))
     except Exception as exc:
         rec.update(status="error", reason=f"{type(exc).__name__} while timing: {exc}")
         return rec

@@ -1,0 +1,137 @@
+"""What a result was measured on: CPU, cores, memory, load, threads, BLAS, library versions."""
+from __future__ import annotations
+
+import datetime
+import importlib
+import io
+import os
+import platform
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from typing import Dict, Optional
+
+from . import threads
+
+__all__ = ["capture", "cpu_model", "versions", "numpy_blas", "julia_info"]
+
+_LIBRARIES = ("numpy", "scipy", "sparsejl", "torch", "sparse_dot_mkl", "graphblas",
+              "suitesparse_graphblas", "matplotlib", "threadpoolctl", "tqdm")
+
+
+def cpu_model() -> Optional[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [x for x in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+                            if x in have]
+    except OSError:
+        pass
+    return None
+
+
+def _memory_bytes() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def versions() -> Dict[str, Optional[str]]:
+    """Versions of the libraries compared (None: not installed)."""
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            mod = importlib.import_module(name)
+            out[name] = str(getattr(mod, "__version__", "?"))
+        except Exception:
+            out[name] = None
+    if out.get("sparse_dot_mkl"):
+        try:
+            out["mkl"] = importlib.import_module("sparse_dot_mkl").mkl_get_version_string()
+        except Exception:
+            pass
+    if out.get("graphblas"):
+        try:
+            about = importlib.import_module("graphblas").ss.about
+            out["suitesparse:graphblas"] = str(about["library_version"])
+        except Exception:
+            pass
+    return out
+
+
+def numpy_blas() -> Optional[dict]:
+    """NumPy's BLAS as NumPy reports it (name, version, openblas configuration)."""
+    import numpy as np
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
+    except TypeError:  # an old NumPy without mode=: keep its text
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            np.show_config()
+        return {"text": buf.getvalue()[:2000]}
+
+
+def julia_info() -> Dict[str, object]:
+    """sparsejl's embedded Julia (version, threads) when started; the ``julia`` executable's
+    version either way (that one runs the SparseArrays peer)."""
+    out: Dict[str, object] = {"runtime_version": None, "runtime_threads": None}
+    try:
+        from sparsejl import runtime
+        if runtime.started():
+            out["runtime_version"] = str(runtime.julia_version())
+            out["runtime_threads"] = int(runtime.julia_threads())
+    except Exception as exc:
+        out["runtime_error"] = f"{type(exc).__name__}: {exc}"
+    from .juliapeer import julia_executable
+    exe = julia_executable()
+    out["executable"] = exe
+    if exe:
+        try:
+            out["executable_version"] = subprocess.run(
+                [exe, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+        except Exception:
+            out["executable_version"] = None
+    return out
+
+
+def capture() -> Dict[str, object]:
+    """Everything above, plus time, platform and load averages, as one JSON-able dict."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "memory_bytes": _memory_bytes(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "threads": threads.report(),
+        "numpy_blas": numpy_blas(),
+        "versions": versions(),
+        "julia": julia_info(),
+    }

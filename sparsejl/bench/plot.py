@@ -1,0 +1,105 @@
+"""Speedup over dense against density: one line per backend, dense at 1, break-even marked.
+
+:func:`speedup_figure` takes the records of one group (one layer, token count, blocksize,
+op and dtype; :func:`groups` splits a run into them) and returns a matplotlib Figure; the
+Jupyter explorer shows the same figure.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["speedup_figure", "break_even", "groups", "group_title"]
+
+GROUP_FIELDS = ("op", "model", "layer", "m", "k", "n", "blocksize", "dtype", "operand_b")
+
+
+def groups(records: Sequence[dict]) -> "OrderedDict[Tuple, List[dict]]":
+    """Records keyed by everything but density and backend, in first-seen order."""
+    out: "OrderedDict[Tuple, List[dict]]" = OrderedDict()
+    for r in records:
+        out.setdefault(tuple(r.get(f) for f in GROUP_FIELDS), []).append(r)
+    return out
+
+
+def group_title(r: dict) -> str:
+    blocks = f"BSR {r['blocksize']}×{r['blocksize']} pattern" if r["blocksize"] > 1 else "unstructured"
+    if r["op"] == "spmm":
+        what = f"SpMM {r['m']}×{r['k']} · {r['k']}×{r['n']} ({r['n']} tokens)"
+    else:
+        what = f"SpGEMM {r['m']}×{r['k']} · {r['k']}×{r['n']}"
+    return f"{r['model']} {r['layer']}: {what}, {blocks}, {r['dtype']}"
+
+
+def break_even(points: Sequence[Tuple[float, float]]) -> Optional[float]:
+    """The density where speedup falls through 1, interpolated in log(speedup); None if the
+    line never crosses 1 in the measured range."""
+    import math
+    pts = sorted(points)
+    for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
+        if (s0 - 1.0) * (s1 - 1.0) <= 0 and s0 != s1:
+            l0, l1 = math.log(s0), math.log(s1)
+            return d0 + (d1 - d0) * (0.0 - l0) / (l1 - l0)
+    return None
+
+
+def _series(records) -> Dict[str, List[Tuple[float, float]]]:
+    lines: Dict[str, List[Tuple[float, float]]] = OrderedDict()
+    for r in records:
+        if r["status"] == "ok" and r.get("speedup_vs_dense") and r["backend"] != "dense":
+            lines.setdefault(r["backend"], []).append((r["density"], r["speedup_vs_dense"]))
+    return lines
+
+
+def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=None,
+                   backends: Optional[Sequence[str]] = None):
+    """Plot speedup over dense (log scale) against density for every backend in ``records``.
+
+    Backends that did not run (missing, error, skipped) are listed under the plot, not drawn.
+    Returns the Figure (``ax.figure`` when an Axes is given).
+    """
+    import matplotlib
+    if ax is None:
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    else:
+        fig = ax.figure
+    lines = _series(records)
+    if backends is not None:
+        lines = OrderedDict((b, lines[b]) for b in backends if b in lines)
+    densities = sorted({r["density"] for r in records})
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label="dense (NumPy BLAS) = 1")
+    for name, pts in lines.items():
+        pts = sorted(pts)
+        be = break_even(pts)
+        label = name + (f" (break-even d≈{be:.2f})" if be is not None else
+                        (" (faster than dense throughout)" if min(s for _, s in pts) > 1
+                         else " (slower than dense throughout)"))
+        (line,) = ax.plot([d for d, _ in pts], [s for _, s in pts], marker="o", label=label)
+        if be is not None:
+            ax.plot([be], [1.0], marker="X", markersize=11, color=line.get_color(),
+                    markeredgecolor="black", zorder=5)
+            ax.axvline(be, color=line.get_color(), linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("density of A (fraction of entries stored)")
+    ax.set_ylabel("speedup over dense (× , log scale)")
+    if densities:
+        ax.set_xticks(densities)
+        ax.set_xticklabels([f"{d:g}" for d in densities])
+    ax.grid(True, which="both", alpha=0.3)
+    if records:
+        r0 = records[0]
+        ax.set_title(title or group_title(r0), fontsize=10)
+        threads = sorted({str(r["threads"]) for r in records if r["status"] == "ok"})
+        absent = sorted({f"{r['backend']} ({r['status']})" for r in records
+                         if r["status"] != "ok" and r["backend"] not in lines})
+        foot = "X: break-even density. threads per backend: " + ", ".join(
+            sorted({f"{r['backend']}={r['threads']}" for r in records if r["status"] == "ok"}))
+        if absent:
+            foot += "\nnot drawn: " + ", ".join(absent)
+        ax.annotate(foot, xy=(0, 0), xycoords="figure fraction", xytext=(4, 2),
+                    textcoords="offset points", fontsize=6.5, va="bottom")
+        del threads
+    ax.legend(fontsize=7.5, loc="best")
+    return fig
