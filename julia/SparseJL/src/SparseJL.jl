@@ -13,11 +13,13 @@ using Base.Threads: @threads, nthreads
 
 export CSRMatrix, BSRMatrix, check_format, spmm, spmm!, spgemm, blocksize
 
+include("checks.jl")
 include("threading.jl")
 include("csr.jl")
 include("bsr.jl")
 include("spmm.jl")
 include("spgemm.jl")
+include("cuda/cuda.jl")
 include("cabi.jl")
 
 end # module

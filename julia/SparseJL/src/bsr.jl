@@ -34,14 +34,16 @@ BSRMatrix(m::Integer, n::Integer, indptr::Vector{Ti}, indices::Vector{Ti}, data:
           check::Bool=true) where {Tv,Ti<:Integer} =
     BSRMatrix{Tv,Ti}(m, n, indptr, indices, data; check=check)
 
-function check_format(A::BSRMatrix)
+check_format(A::BSRMatrix) = throw_problem(format_problem(A))
+
+function format_problem(A::BSRMatrix)
     b = size(A.data, 1)
-    size(A.data, 2) == b || throw(ArgumentError(
-        "data has blocks of size $(size(A.data, 1))×$(size(A.data, 2)); blocks must be square"))
-    size(A.data, 3) == length(A.indices) || throw(ArgumentError(
-        "indices has length $(length(A.indices)) but data holds $(size(A.data, 3)) blocks"))
-    check_compressed(A.mb, A.nb, A.indptr, A.indices, length(A.indices); rows="mb")
-    return nothing
+    @check(size(A.data, 2) == b,
+           "data has blocks of size $(size(A.data, 1))×$(size(A.data, 2)); blocks must be square")
+    @check(size(A.data, 3) == length(A.indices),
+           "data holds $(size(A.data, 3)) blocks but indices holds $(length(A.indices))")
+    return compressed_problem(A.mb, A.nb, A.indptr, A.indices, length(A.indices);
+                              unit="block row", entry="block")
 end
 
 "Block size `b` of a `BSRMatrix` (SciPy's `blocksize` is `(b, b)`)."

@@ -2,43 +2,6 @@
 # `indices`, so that arrays coming from Python are used in place.
 
 """
-    check_compressed(nrows, ncols, indptr, indices, nnz; rows="m", ptrname="indptr", idxname="indices")
-
-Validate a compressed (CSR-like) structure with 0-based entries: `indptr` has `nrows+1` entries,
-starts at 0, never decreases and ends at most at `nnz`; every used entry of `indices` lies in
-`0:ncols-1`. Throws an `ArgumentError` that names the array and the first bad position; positions
-are 0-based, as the caller from Python sees them. Runs before any `@inbounds` kernel.
-"""
-function check_compressed(nrows::Integer, ncols::Integer, indptr::AbstractVector,
-                          indices::AbstractVector, nnz::Integer;
-                          rows::AbstractString="m", ptrname::AbstractString="indptr",
-                          idxname::AbstractString="indices")
-    nrows >= 0 || throw(ArgumentError("number of rows $rows = $nrows is negative"))
-    ncols >= 0 || throw(ArgumentError("number of columns = $ncols is negative"))
-    nnz >= 0 || throw(ArgumentError("nnz = $nnz is negative"))
-    length(indptr) == nrows + 1 || throw(ArgumentError(
-        "$ptrname has length $(length(indptr)), expected $rows+1 = $(nrows + 1)"))
-    length(indices) >= nnz || throw(ArgumentError(
-        "$idxname has length $(length(indices)), shorter than nnz = $nnz"))
-    prev = 0
-    for p in 1:length(indptr)
-        v = indptr[p]
-        v < 0 && throw(ArgumentError("$ptrname[$(p-1)] = $v is negative"))
-        p == 1 && v != 0 && throw(ArgumentError("$ptrname[0] = $v, expected 0"))
-        v < prev && throw(ArgumentError(
-            "$ptrname is decreasing at position $(p-1): $ptrname[$(p-1)] = $v < $ptrname[$(p-2)] = $prev"))
-        prev = v
-    end
-    prev <= nnz || throw(ArgumentError("$ptrname[$nrows] = $prev exceeds nnz = $nnz"))
-    for p in 1:Int(prev)
-        j = indices[p]
-        0 <= j < ncols || throw(ArgumentError(
-            "$idxname[$(p-1)] = $j is out of range 0:$(ncols - 1)"))
-    end
-    return nothing
-end
-
-"""
     CSRMatrix(m, n, indptr, indices, data; check=true)
 
 An `m×n` sparse matrix in compressed sparse row form with SciPy's layout: row `i` (0-based) holds
@@ -68,15 +31,18 @@ CSRMatrix(m::Integer, n::Integer, indptr::Vector{Ti}, indices::Vector{Ti}, data:
     check_format(A::BSRMatrix)
 
 Throw an `ArgumentError` naming the array and the first bad (0-based) position if the stored
-structure is malformed: `indptr` of the wrong length, not starting at 0, decreasing, negative or
-ending past the stored entries, or an index out of range.
+structure is malformed: `data` and `indices` of different lengths, `indptr` of the wrong length,
+not starting at 0, decreasing (a negative entry shows as a decrease) or ending past the stored
+entries, or an index out of range (negative or too large).
 """
-function check_format(A::CSRMatrix)
-    A.m >= 0 && A.n >= 0 || throw(ArgumentError("shape ($(A.m), $(A.n)) has a negative dimension"))
-    length(A.indices) == length(A.data) || throw(ArgumentError(
-        "indices has length $(length(A.indices)) but data has length $(length(A.data))"))
-    check_compressed(A.m, A.n, A.indptr, A.indices, length(A.indices))
-    return nothing
+check_format(A::CSRMatrix) = throw_problem(format_problem(A))
+
+"First problem of the stored structure of `A`, or `nothing` (see [`check_format`](@ref))."
+function format_problem(A::CSRMatrix)
+    @check A.m >= 0 && A.n >= 0 "shape ($(A.m), $(A.n)) has a negative dimension"
+    @check(length(A.data) == length(A.indices),
+           "data holds $(length(A.data)) values but indices holds $(length(A.indices))")
+    return compressed_problem(A.m, A.n, A.indptr, A.indices, length(A.indices))
 end
 
 Base.size(A::CSRMatrix) = (A.m, A.n)

@@ -29,13 +29,23 @@ the block structure.
 function spgemm_symbolic!(indptrC::AbstractVector, m::Integer, k::Integer, n::Integer,
                           indptrA::AbstractVector, indicesA::AbstractVector,
                           indptrB::AbstractVector, indicesB::AbstractVector;
-                          rows::AbstractString="m")
-    check_compressed(m, k, indptrA, indicesA, length(indicesA); rows=rows,
-                     ptrname="indptrA", idxname="indicesA")
-    check_compressed(k, n, indptrB, indicesB, length(indicesB); rows=(rows == "m" ? "k" : "kb"),
-                     ptrname="indptrB", idxname="indicesB")
-    length(indptrC) == m + 1 || throw(ArgumentError(
-        "indptrC has length $(length(indptrC)), expected $rows+1 = $(m + 1)"))
+                          unit::AbstractString="row")
+    throw_problem(symbolic_problem(indptrC, m, k, n, indptrA, indicesA, indptrB, indicesB;
+                                   unit=unit))
+    return unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+end
+
+function symbolic_problem(indptrC, m, k, n, indptrA, indicesA, indptrB, indicesB;
+                          unit::AbstractString="row")
+    @forward compressed_problem(m, k, indptrA, indicesA, length(indicesA); what="A: ", unit=unit)
+    @forward compressed_problem(k, n, indptrB, indicesB, length(indicesB); what="B: ", unit=unit)
+    @check(length(indptrC) == m + 1,
+           "C: indptr has length $(length(indptrC)), expected $(m + 1) (one more than the $m $(unit)s)")
+    return nothing
+end
+
+function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, indicesA,
+                                    indptrB, indicesB)
     m, n = Int(m), Int(n)
     cum = cumulative_flops(m, indptrA, indicesA, indptrB)
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
@@ -68,22 +78,22 @@ function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, l
 end
 
 # indptrC must be a valid row-offset array whose last entry is the length of indicesC.
-function check_output_structure(m::Integer, n::Integer, indptrC, indicesC, nC::Integer;
-                                rows::AbstractString="m")
-    length(indptrC) == m + 1 || throw(ArgumentError(
-        "indptrC has length $(length(indptrC)), expected $rows+1 = $(m + 1)"))
-    prev = 0
-    for p in 1:length(indptrC)
+function output_problem(m::Integer, n::Integer, indptrC, indicesC, nC::Integer;
+                        unit::AbstractString="row")
+    @check(length(indptrC) == m + 1,
+           "C: indptr has length $(length(indptrC)), expected $(m + 1) (one more than the $m $(unit)s)")
+    first = indptrC[1]
+    @check first == 0 "C: indptr[0] is $first, expected 0"
+    prev = first
+    for p in 2:length(indptrC)
         v = indptrC[p]
-        p == 1 && v != 0 && throw(ArgumentError("indptrC[0] = $v, expected 0"))
-        v < prev && throw(ArgumentError(
-            "indptrC is decreasing at position $(p-1): indptrC[$(p-1)] = $v < indptrC[$(p-2)] = $prev"))
+        @check v >= prev "C: indptr decreases at position $(p-1) ($prev then $v)"
         prev = v
     end
-    prev == length(indicesC) == nC || throw(ArgumentError(
-        "indptrC[$m] = $prev but indicesC has length $(length(indicesC)) and dataC holds $nC entries"))
-    n == 0 || n - 1 <= typemax(eltype(indicesC)) || throw(ArgumentError(
-        "column indices up to $(n - 1) do not fit the index type $(eltype(indicesC)) of indicesC"))
+    @check(prev == length(indicesC) == nC,
+           "C: indptr ends at $prev but indices holds $(length(indicesC)) and data $nC entries")
+    @check(n == 0 || n - 1 <= typemax(eltype(indicesC)),
+           "C: column indices up to $(n - 1) do not fit its index type $(eltype(indicesC))")
     return nothing
 end
 
@@ -98,14 +108,27 @@ function spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractVector, indptr
                          m::Integer, k::Integer, n::Integer,
                          indptrA::AbstractVector, indicesA::AbstractVector, dataA::AbstractVector,
                          indptrB::AbstractVector, indicesB::AbstractVector, dataB::AbstractVector)
-    check_compressed(m, k, indptrA, indicesA, length(indicesA); ptrname="indptrA", idxname="indicesA")
-    check_compressed(k, n, indptrB, indicesB, length(indicesB); rows="k",
-                     ptrname="indptrB", idxname="indicesB")
-    length(dataA) >= Int(indptrA[end]) || throw(ArgumentError(
-        "dataA has length $(length(dataA)), shorter than nnzA = $(indptrA[end])"))
-    length(dataB) >= Int(indptrB[end]) || throw(ArgumentError(
-        "dataB has length $(length(dataB)), shorter than nnzB = $(indptrB[end])"))
-    check_output_structure(m, n, indptrC, indicesC, length(dataC))
+    throw_problem(numeric_problem(indicesC, dataC, indptrC, m, k, n,
+                                  indptrA, indicesA, dataA, indptrB, indicesB, dataB))
+    throw_problem(unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m, n,
+                                            indptrA, indicesA, dataA, indptrB, indicesB, dataB))
+    return indicesC, dataC
+end
+
+function numeric_problem(indicesC, dataC, indptrC, m, k, n,
+                         indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+    @forward compressed_problem(m, k, indptrA, indicesA, length(indicesA); what="A: ")
+    @forward compressed_problem(k, n, indptrB, indicesB, length(indicesB); what="B: ")
+    @check(length(dataA) >= Int(indptrA[end]),
+           "A: data holds $(length(dataA)) values, fewer than the $(indptrA[end]) stored")
+    @check(length(dataB) >= Int(indptrB[end]),
+           "B: data holds $(length(dataB)) values, fewer than the $(indptrB[end]) stored")
+    return output_problem(m, n, indptrC, indicesC, length(dataC))
+end
+
+# Returns a message if indptrC turns out not to match the product (then those rows are unset).
+function unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m::Integer, n::Integer,
+                                   indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     m, n = Int(m), Int(n)
     cum = cumulative_flops(m, indptrA, indicesA, indptrB)
     firstbad = Threads.Atomic{Int}(typemax(Int))
@@ -113,9 +136,8 @@ function spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractVector, indptr
         numeric_rows!(indicesC, dataC, indptrC, n, indptrA, indicesA, dataA,
                       indptrB, indicesB, dataB, lo, hi, firstbad)
     end
-    firstbad[] == typemax(Int) || throw(ArgumentError(
-        "indptrC does not match the structure of A*B (first at row $(firstbad[] - 1))"))
-    return indicesC, dataC
+    firstbad[] == typemax(Int) && return nothing
+    return "C: indptr does not match the structure of A*B (first at row $(firstbad[] - 1))"
 end
 
 function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
@@ -163,37 +185,50 @@ Numeric phase of `C = A*B` for BSR operands with equal square blocks; `data*` ar
 arrays of stored (transposed) blocks and `indptrC` comes from [`spgemm_symbolic!`](@ref) on the
 block structure. Each output block is accumulated in place in `dataC`.
 """
-function bsr_spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractArray{Tc,3},
+function bsr_spgemm_numeric!(indicesC::AbstractVector, dataC::AbstractArray{<:Any,3},
                              indptrC::AbstractVector, mb::Integer, kb::Integer, nb::Integer,
                              indptrA::AbstractVector, indicesA::AbstractVector,
                              dataA::AbstractArray{<:Any,3},
                              indptrB::AbstractVector, indicesB::AbstractVector,
-                             dataB::AbstractArray{<:Any,3}) where {Tc}
+                             dataB::AbstractArray{<:Any,3})
+    throw_problem(bsr_numeric_problem(indicesC, dataC, indptrC, mb, kb, nb,
+                                      indptrA, indicesA, dataA, indptrB, indicesB, dataB))
+    throw_problem(unchecked_bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb, nb,
+                                                indptrA, indicesA, dataA, indptrB, indicesB, dataB))
+    return indicesC, dataC
+end
+
+function bsr_numeric_problem(indicesC, dataC, indptrC, mb, kb, nb,
+                             indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     b = size(dataC, 1)
-    b >= 1 || throw(ArgumentError("block size b = $b must be at least 1"))
-    for (name, D) in (("dataA", dataA), ("dataB", dataB), ("dataC", dataC))
-        size(D, 1) == size(D, 2) == b || throw(DimensionMismatch(
-            "$name has blocks of size $(size(D, 1))×$(size(D, 2)), expected $b×$b"))
+    @check b >= 1 "block size b = $b must be at least 1"
+    for (name, D) in (("A", dataA), ("B", dataB), ("C", dataC))
+        @check(size(D, 1) == size(D, 2) == b,
+               "$name: data has blocks of size $(size(D, 1))×$(size(D, 2)), expected $b×$b")
     end
-    check_compressed(mb, kb, indptrA, indicesA, length(indicesA); rows="mb",
-                     ptrname="indptrA", idxname="indicesA")
-    check_compressed(kb, nb, indptrB, indicesB, length(indicesB); rows="kb",
-                     ptrname="indptrB", idxname="indicesB")
-    size(dataA, 3) >= Int(indptrA[end]) || throw(ArgumentError(
-        "dataA holds $(size(dataA, 3)) blocks, fewer than nnzbA = $(indptrA[end])"))
-    size(dataB, 3) >= Int(indptrB[end]) || throw(ArgumentError(
-        "dataB holds $(size(dataB, 3)) blocks, fewer than nnzbB = $(indptrB[end])"))
-    check_output_structure(mb, nb, indptrC, indicesC, size(dataC, 3); rows="mb")
+    @forward compressed_problem(mb, kb, indptrA, indicesA, length(indicesA); what="A: ",
+                                unit="block row", entry="block")
+    @forward compressed_problem(kb, nb, indptrB, indicesB, length(indicesB); what="B: ",
+                                unit="block row", entry="block")
+    @check(size(dataA, 3) >= Int(indptrA[end]),
+           "A: data holds $(size(dataA, 3)) blocks, fewer than the $(indptrA[end]) stored")
+    @check(size(dataB, 3) >= Int(indptrB[end]),
+           "B: data holds $(size(dataB, 3)) blocks, fewer than the $(indptrB[end]) stored")
+    return output_problem(mb, nb, indptrC, indicesC, size(dataC, 3); unit="block row")
+end
+
+function unchecked_bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb::Integer, nb::Integer,
+                                       indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     mb, nb = Int(mb), Int(nb)
+    b = size(dataC, 1)
     cum = cumulative_flops(mb, indptrA, indicesA, indptrB)
     firstbad = Threads.Atomic{Int}(typemax(Int))
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, mb, widemul(cum[mb+1], b^3)) do lo, hi
         bsr_numeric_rows!(indicesC, dataC, indptrC, nb, indptrA, indicesA, dataA,
                           indptrB, indicesB, dataB, lo, hi, firstbad)
     end
-    firstbad[] == typemax(Int) || throw(ArgumentError(
-        "indptrC does not match the block structure of A*B (first at block row $(firstbad[] - 1))"))
-    return indicesC, dataC
+    firstbad[] == typemax(Int) && return nothing
+    return "C: indptr does not match the block structure of A*B (first at block row $(firstbad[] - 1))"
 end
 
 function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::Int,
@@ -305,7 +340,7 @@ function spgemm(A::BSRMatrix{TvA,TiA}, B::BSRMatrix{TvB,TiB}) where {TvA,TiA,TvB
         "A is $(size(A, 1))×$(size(A, 2)) but B is $(size(B, 1))×$(size(B, 2))"))
     mb, kb, nb = A.mb, A.nb, B.nb
     indptrC = Vector{Int64}(undef, mb + 1)
-    spgemm_symbolic!(indptrC, mb, kb, nb, A.indptr, A.indices, B.indptr, B.indices; rows="mb")
+    spgemm_symbolic!(indptrC, mb, kb, nb, A.indptr, A.indices, B.indptr, B.indices; unit="block row")
     nC = Int(indptrC[end])
     Ti = result_index_type(promote_type(TiA, TiB), nC, nb)
     Tc = promote_type(TvA, TvB)

@@ -11,13 +11,26 @@
 `C = A*B` with `B` (k×n) and `C` (m×n) given as their transposes `Bt` (n×k) and `Ct` (n×m), which
 is how NumPy's row-major arrays look from Julia. Every element of `Ct` is written.
 """
-function spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
+function spmm_rowmajor!(Ct::AbstractMatrix, A::Union{CSRMatrix,BSRMatrix}, Bt::AbstractMatrix)
+    problem = spmm_problem(Ct, A, Bt)
+    problem === nothing || throw(DimensionMismatch(problem))
+    return unchecked_spmm_rowmajor!(Ct, A, Bt)
+end
+
+"Shape mismatch between `A`, `Bt` and `Ct` of [`spmm_rowmajor!`](@ref), or `nothing`."
+function spmm_problem(Ct::AbstractMatrix, A, Bt::AbstractMatrix)
     m, k = size(A)
     n = size(Bt, 1)
-    size(Bt, 2) == k || throw(DimensionMismatch(
-        "A is $m×$k but B has $(size(Bt, 2)) rows"))
-    size(Ct) == (n, m) || throw(DimensionMismatch(
-        "C must be $m×$n (row-major), got $(size(Ct, 2))×$(size(Ct, 1))"))
+    @check size(Bt, 2) == k "dimension mismatch: A is $m×$k but B has $(size(Bt, 2)) rows"
+    @check(size(Ct) == (n, m),
+           "dimension mismatch: C must be $m×$n (row-major), got $(size(Ct, 2))×$(size(Ct, 1))")
+    return nothing
+end
+
+# The kernels below trust that A passed format_problem and the shapes spmm_problem.
+function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
+    m = size(A, 1)
+    n = size(Bt, 1)
     indptr = A.indptr
     cumwork = r -> Int(@inbounds indptr[r+1]) + r
     if n == 1
@@ -90,13 +103,8 @@ end
 tile_rows(::Type{T}) where {T} = max(1, 128 ÷ max(sizeof(T), 1))
 const TILE_COLS = 4
 
-function spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
-    m, k = size(A)
+function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
     n = size(Bt, 1)
-    size(Bt, 2) == k || throw(DimensionMismatch(
-        "A is $m×$k but B has $(size(Bt, 2)) rows"))
-    size(Ct) == (n, m) || throw(DimensionMismatch(
-        "C must be $m×$n (row-major), got $(size(Ct, 2))×$(size(Ct, 1))"))
     b = blocksize(A)
     L = tile_rows(eltype(Ct))
     R = min(TILE_COLS, b)

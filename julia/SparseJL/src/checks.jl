@@ -1,0 +1,58 @@
+# Validation of operands, done once at the boundary before any @inbounds kernel runs.
+#
+# Checks *return* a message (a String) describing the first problem, or `nothing`, rather than
+# throwing: the C entry points turn a message into status 1 without raising a Julia exception
+# (throwing from compiled code is fragile on some installations, see docs/abi.md), and the Julia
+# API throws `ArgumentError(message)` via `throw_problem`.
+
+"`@check cond message`: return `message` from the enclosing function unless `cond` holds."
+macro check(cond, message)
+    return esc(:($cond || return $message))
+end
+
+"`@forward expr`: return from the enclosing function if `expr` gives a message."
+macro forward(expr)
+    return esc(:(let p = $expr; p === nothing || return p; end))
+end
+
+"Throw `ArgumentError(problem)` unless `problem` is `nothing`."
+throw_problem(problem::Nothing) = nothing
+throw_problem(problem::AbstractString) = throw(ArgumentError(problem))
+
+"""
+    compressed_problem(nrows, ncols, indptr, indices, nnz; what="", unit="row", entry="value")
+
+First problem of a compressed (CSR-like) structure with 0-based entries, or `nothing`: `indptr`
+must have `nrows+1` entries, start at 0, never decrease and end at most at `nnz`; every used entry
+of `indices` must lie in `0:ncols-1`. Messages name the array and the first bad position, 0-based
+as the caller from Python sees it, in the words of sparsejl's Python checks. `what` prefixes the
+message (e.g. "B: "); `unit` and `entry` name rows and stored entries ("block row", "block").
+"""
+function compressed_problem(nrows::Integer, ncols::Integer, indptr::AbstractVector,
+                            indices::AbstractVector, nnz::Integer; what::AbstractString="",
+                            unit::AbstractString="row", entry::AbstractString="value")
+    @check nrows >= 0 && ncols >= 0 "$(what)shape ($nrows, $ncols) has a negative dimension"
+    @check nnz >= 0 "$(what)nnz = $nnz is negative"
+    @check(length(indptr) == nrows + 1,
+           "$(what)indptr has length $(length(indptr)), expected $(nrows + 1) " *
+           "(one more than the $nrows $(unit)s)")
+    @check(length(indices) >= nnz,
+           "$(what)indices holds $(length(indices)) entries, fewer than nnz = $nnz")
+    first = indptr[1]
+    @check first == 0 "$(what)indptr[0] is $first, expected 0"
+    prev = first
+    for p in 2:length(indptr)
+        v = indptr[p]
+        @check v >= prev "$(what)indptr decreases at position $(p-1) ($prev then $v)"
+        prev = v
+    end
+    @check prev <= nnz "$(what)indptr ends at $prev, past the $nnz stored $(entry)s"
+    for p in 1:Int(prev)
+        j = indices[p]
+        @check(0 <= j < ncols, "$(what)indices[$(p-1)] = $j is out of range for $ncols " *
+                               "$(replace(unit, "row" => "column"))s")
+    end
+    return nothing
+end
+
+check_compressed(args...; kws...) = throw_problem(compressed_problem(args...; kws...))
