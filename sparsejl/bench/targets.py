@@ -113,14 +113,14 @@ def _verdict_speedup(t: Target, case, records) -> dict:
         out["note"] = _why(ours, t.ours[0])
         return out
     out["ours_s"] = ours["median_s"]
-    out["threads"] = ours["threads"]
+    out["threads"] = ours.get("threads")
     if not ran:
         out["note"] = "; ".join(_why(r, b) for r, b in base)
         return out
     best, name = min(ran, key=lambda rb: rb[0]["median_s"])
     ratio = best["median_s"] / ours["median_s"]
     out.update(baseline=name, baseline_s=best["median_s"], ratio=ratio,
-               baseline_threads=best["threads"], met=ratio >= t.threshold)
+               baseline_threads=best.get("threads"), met=ratio >= t.threshold)
     missing = [b for r, b in base if r is None or r["status"] != "ok"]
     if missing:
         out["note"] = "not compared (not there): " + ", ".join(missing)
@@ -155,10 +155,10 @@ def _verdict_memory(t: Target, case, records) -> dict:
     rows = []
     for b in t.ours:
         r = _find(records, case, b)
-        if r is None or r["status"] != "ok" or r["peak_bytes"] is None:
+        if r is None or r["status"] != "ok" or r.get("peak_bytes") is None:
             rows.append(dict(ours=b, met=None, ratio=None, note=_why(r, b)))
             continue
-        extra = r["peak_bytes"] - (r["output_bytes"] or 0)
+        extra = r["peak_bytes"] - (r.get("output_bytes") or 0)
         note = f"peak {r['peak_bytes']} B, output {r['output_bytes']} B"
         if r.get("julia_alloc_bytes") is not None:
             note += f", Julia allocated {r['julia_alloc_bytes']} B"

@@ -1,0 +1,572 @@
+"""GPU benchmark: block-sparse and CSR SpMM, CSR SpGEMM, every GPU backend side by side.
+
+    python -m sparsejl.bench.gpu --out DIR [--quick] [--only SUBSTRING ...]
+
+writes DIR/gpu-<gpu>-<date>.json (every number) and .md (the report). Each method is checked
+against a float64 reference on fresh random inputs before it is timed; a wrong method is
+reported as such and never timed.
+
+Timing: device events around each call, the median of `reps` calls. The calls are queued behind
+a kernel that spins on the GPU until all of them are enqueued, so the times are the GPU's own
+(kernels and the gaps between one call's kernels) and not the Python launch cost, which is
+reported separately (host µs per call, measured without the spin). Inputs rotate over three B
+matrices so that repeated calls do not run out of L2 alone.
+
+Methods (one row each):
+  cupy-dense     cuBLAS (cupy.matmul) on A densified beforehand: the baseline
+  torch-dense    torch.matmul on the same buffers (cuBLAS/cuBLASLt), for reference
+  torch-bsr      PyTorch's BSR product (torch.sparse._triton_ops.bsr_dense_mm, Triton)
+  cupy           sparsejl's "cupy" backend (tensor-core BSR kernel; cuSPARSE for CSR)
+  cupy[cfg]      the BSR kernel with another tile configuration (BN, WARPS_M, WARPS_N, STAGES)
+  julia-cuda     sparsejl's "julia-cuda" backend: Julia calling cuSPARSE (BSR_ALG1 for BSR)
+  julia-cuda[bell]  the same through cuSPARSE Blocked-ELL (conversion not timed)
+  cupyx          CuPy's own csr_matrix @ B (float32 CSR only)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "float64": 1e-12}
+TOKENS = 2048
+TARGET_LAYERS = [("llama-2-7b", "ffn.up"), ("llama-2-7b", "ffn.down"),
+                 ("bert-large", "ffn.up"), ("bert-large", "ffn.down")]
+BERT_BASE_LAYERS = [("bert-base", "ffn.up"), ("bert-base", "ffn.down")]
+
+_SPIN_SRC = r"""
+extern "C" __global__ void spin(long long ns) {
+    long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do { __nanosleep(2000); asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+}
+"""
+
+
+# ------------------------------------------------------------------ operands (on the device)
+
+def _rng(seed):
+    import cupy
+    return cupy.random.RandomState(seed)
+
+
+def _values(rng, size, dtype):
+    import cupy
+    mag = rng.uniform(0.5, 1.5, size=size, dtype=np.float32)
+    sign = cupy.where(rng.random_sample(size=size, dtype=np.float32) < 0.5, -1.0, 1.0).astype(np.float32)
+    return (mag * sign).astype(dtype)
+
+
+def make_bsr(m, k, b, density, dtype, seed):
+    """A random BSR view of CuPy arrays: each b×b block kept with probability `density`,
+    values |a| in [0.5, 1.5] with random sign (as sparsejl.bench.matrices draws them)."""
+    import cupy
+    from ..formats import BSR
+    rng = _rng(seed)
+    mb, kb = m // b, k // b
+    keep = rng.random_sample(size=(mb, kb), dtype=np.float32) < density
+    rows, cols = cupy.nonzero(keep)
+    nnzb = int(rows.size)
+    indptr = cupy.zeros(mb + 1, dtype=np.int32)
+    cupy.cumsum(cupy.bincount(rows, minlength=mb), out=indptr[1:])
+    data = _values(rng, nnzb * b * b, dtype).reshape(nnzb, b, b)
+    return BSR(data, cols.astype(np.int32), indptr, (m, k), b)
+
+
+def make_csr(m, k, density, dtype, seed):
+    import cupy
+    from ..formats import CSR
+    rng = _rng(seed)
+    per_row = rng.binomial(k, density, size=m).astype(np.int64)
+    indptr = cupy.zeros(m + 1, dtype=np.int64)
+    cupy.cumsum(per_row, out=indptr[1:])
+    nnz = int(indptr[-1])
+    # sorted unique columns per row: draw a random key per (row, col) pair and keep the smallest
+    # per_row[i] columns of each row would be costly; instead sample with replacement and dedupe
+    rows = cupy.repeat(cupy.arange(m, dtype=np.int64), per_row)
+    cols = rng.randint(0, k, size=nnz, dtype=np.int64)
+    key = cupy.unique(rows * k + cols)
+    rows, cols = key // k, key % k
+    indptr = cupy.zeros(m + 1, dtype=np.int32)
+    cupy.cumsum(cupy.bincount(rows, minlength=m), out=indptr[1:])
+    data = _values(rng, int(key.size), dtype)
+    return CSR(data, cols.astype(np.int32), indptr, (m, k))
+
+
+def make_dense(k, n, dtype, seed):
+    import cupy
+    return _values(_rng(seed), k * n, dtype).reshape(k, n)
+
+
+def rel_error(C, ref) -> float:
+    import cupy
+    C64 = C.astype(np.float64)
+    if not bool(cupy.isfinite(C64).all()):
+        return math.inf
+    return float(cupy.linalg.norm(C64 - ref) / cupy.linalg.norm(ref))
+
+
+# ------------------------------------------------------------------ timing
+
+class Timer:
+    def __init__(self, reps: int = 30, warmup: int = 3):
+        import cupy
+        self.reps, self.warmup = reps, warmup
+        self._spin = cupy.RawKernel(_SPIN_SRC, "spin")
+
+    def host_us(self, fn, calls: int = 10) -> float:
+        """Host time per call with the queue empty at the start (includes launch cost)."""
+        import cupy
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for i in range(calls):
+            fn(i)
+        t1 = time.perf_counter()
+        cupy.cuda.Device().synchronize()
+        return (t1 - t0) / calls * 1e6
+
+    def gpu_ms(self, fn, spin: bool = True) -> List[float]:
+        """Device-event time of each of `reps` calls; `spin=False` for calls that wait on the host."""
+        import cupy
+        for i in range(self.warmup):
+            fn(i)
+        launch_us = self.host_us(fn, 5)
+        spin_ns = int(min(0.5, (self.reps + 2) * launch_us * 1e-6 * 1.5 + 2e-3) * 1e9)
+        events = [cupy.cuda.Event() for _ in range(self.reps + 1)]
+        cupy.cuda.Device().synchronize()
+        if spin:
+            self._spin((1,), (1,), (np.int64(spin_ns),))
+        events[0].record()
+        for i in range(self.reps):
+            fn(i)
+            events[i + 1].record()
+        events[-1].synchronize()
+        return [cupy.cuda.get_elapsed_time(events[i], events[i + 1]) for i in range(self.reps)]
+
+
+# ------------------------------------------------------------------ records
+
+@dataclass
+class MethodResult:
+    method: str
+    ok: bool
+    rel_error: Optional[float] = None
+    median_ms: Optional[float] = None
+    p10_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    host_us: Optional[float] = None
+    tflops: Optional[float] = None
+    note: str = ""
+
+
+@dataclass
+class CaseResult:
+    op: str
+    label: str
+    fmt: str
+    m: int
+    k: int
+    n: int
+    density: float
+    blocksize: int
+    dtype: str
+    nnz: int
+    flops: float
+    bytes_min: float
+    floor_compute_ms: Optional[float] = None
+    floor_memory_ms: Optional[float] = None
+    methods: List[MethodResult] = field(default_factory=list)
+
+
+def _stats(times):
+    t = sorted(times)
+    return statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]
+
+
+def _run_method(case: CaseResult, name: str, fn: Callable[[int], object], ref, timer: Timer, dtype: str,
+                check_out=None, note="") -> MethodResult:
+    import cupy
+    try:
+        out = fn(0)
+        cupy.cuda.Device().synchronize()
+        if check_out is not None:
+            out = check_out(out)
+        err = rel_error(out, ref)
+    except Exception as exc:
+        return MethodResult(name, False, note=f"failed: {type(exc).__name__}: {str(exc)[:300]}")
+    tol = TOLERANCE[dtype]
+    if not err <= tol:
+        return MethodResult(name, False, rel_error=err, note=f"wrong: error {err:.2e} > {tol:.0e}; not timed")
+    try:
+        host = timer.host_us(fn)
+        times = timer.gpu_ms(fn)
+    except Exception as exc:
+        return MethodResult(name, False, rel_error=err, note=f"timing failed: {type(exc).__name__}: {exc}")
+    med, p10, p90 = _stats(times)
+    return MethodResult(name, True, err, med, p10, p90, host, case.flops / (med * 1e-3) / 1e12, note)
+
+
+# ------------------------------------------------------------------ method builders
+
+def _torch():
+    try:
+        import torch
+        return torch if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def _as_torch(a, torch):
+    """Zero-copy torch view of a CuPy array (bfloat16 through a uint16 view)."""
+    import cupy
+    if a.dtype.name == "bfloat16":
+        return torch.as_tensor(a.view(cupy.uint16), device="cuda").view(torch.bfloat16)
+    return torch.as_tensor(a, device="cuda")
+
+
+def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs, with_bell=True):
+    import cupy
+    from ..backends import cupy_backend, julia_cuda
+    torch = _torch()
+    dt = case.dtype
+    res = []
+    nB = len(Bs)
+    res.append(_run_method(case, "cupy-dense", lambda i: cupy.matmul(dense_A, Bs[i % nB]), ref, timer, dt))
+    if torch is not None:
+        tA, tBs = _as_torch(dense_A, torch), [_as_torch(B, torch) for B in Bs]
+        res.append(_run_method(case, "torch-dense", lambda i: torch.matmul(tA, tBs[i % nB]), ref, timer, dt,
+                               check_out=lambda o: cupy.asarray(o.float()) if dt == "bfloat16" else cupy.asarray(o)))
+        if A.format == "bsr" and dt in ("float16", "bfloat16", "float32"):
+            try:
+                from torch.sparse._triton_ops import bsr_dense_mm
+                tbsr = torch.sparse_bsr_tensor(_as_torch(A.indptr, torch), _as_torch(A.indices, torch),
+                                               _as_torch(A.data, torch), size=A.shape)
+                conv = (lambda o: cupy.asarray(o.float())) if dt == "bfloat16" else (lambda o: cupy.asarray(o))
+                res.append(_run_method(case, "torch-bsr", lambda i: bsr_dense_mm(tbsr, tBs[i % nB]), ref, timer,
+                                       dt, check_out=conv, note="torch.sparse._triton_ops.bsr_dense_mm"))
+                res.append(_run_method(case, "torch-bsr-matmul", lambda i: tbsr @ tBs[i % nB], ref, timer,
+                                       dt, check_out=conv, note="bsr_tensor @ dense (PyTorch's dispatch)"))
+            except Exception as exc:
+                res.append(MethodResult("torch-bsr", False, note=f"unavailable: {type(exc).__name__}: {exc}"))
+    res.append(_run_method(case, "cupy", lambda i: cupy_backend.spmm(A, Bs[i % nB]), ref, timer, dt))
+    if A.format == "bsr":
+        for cfg in configs:
+            res.append(_run_method(case, f"cupy[{','.join(map(str, cfg))}]",
+                                   lambda i, cfg=cfg: cupy_backend.spmm(A, Bs[i % nB], config=cfg), ref, timer, dt))
+    if julia_cuda.availability() is None:
+        res.append(_run_method(case, "julia-cuda", lambda i: julia_cuda.spmm(A, Bs[i % nB]), ref, timer, dt,
+                               note="cuSPARSE " + ("BSR_ALG1" if A.format == "bsr" else "CSR, ALG_DEFAULT")))
+        if A.format == "bsr" and with_bell:
+            try:
+                t0 = time.perf_counter()
+                bell = julia_cuda.to_blocked_ell(A)
+                cupy.cuda.Device().synchronize()
+                conv_ms = (time.perf_counter() - t0) * 1e3
+                res.append(_run_method(case, "julia-cuda[bell]",
+                                       lambda i: julia_cuda.spmm(A, Bs[i % nB], blocked_ell=bell), ref, timer, dt,
+                                       note=f"cuSPARSE Blocked-ELL, width {bell[2]} blocks; conversion {conv_ms:.1f} ms not timed"))
+            except Exception as exc:
+                res.append(MethodResult("julia-cuda[bell]", False, note=f"failed: {type(exc).__name__}: {exc}"))
+        if A.format == "csr":
+            res.append(_run_method(case, "julia-cuda[alg2]", lambda i: julia_cuda.spmm(A, Bs[i % nB], alg=6), ref,
+                                   timer, dt, note="cuSPARSE CSR_ALG2"))
+    else:
+        res.append(MethodResult("julia-cuda", False, note="unavailable: " + str(julia_cuda.availability())))
+    if A.format == "csr":
+        res.append(_run_method(case, "cupy[alg2]", lambda i: cupy_backend.spmm(A, Bs[i % nB], alg=6), ref, timer, dt,
+                               note="cuSPARSE CSR_ALG2"))
+        if dt == "float32":
+            import cupyx.scipy.sparse as csp
+            a = csp.csr_matrix((A.data, A.indices, A.indptr), shape=A.shape)
+            res.append(_run_method(case, "cupyx", lambda i: a @ Bs[i % nB], ref, timer, dt,
+                                   note="cupyx csr_matrix @ B (copies B to column-major)"))
+    return res
+
+
+# ------------------------------------------------------------------ cases
+
+def ceilings(timer: Timer) -> Dict[str, float]:
+    """Measured copy bandwidth (bytes read + written) and cuBLAS fp16/bf16 rates on random data."""
+    import cupy
+    out = {}
+    x = cupy.empty(1 << 30, dtype=np.uint8)
+    x[:] = 1
+    y = cupy.empty_like(x)
+    t = statistics.median(timer.gpu_ms(lambda i: cupy.copyto(y, x)))
+    out["copy_GBps"] = 2 * x.nbytes / (t * 1e-3) / 1e9
+    del x, y
+    for dt in ("float16", "bfloat16"):
+        try:
+            a = make_dense(8192, 8192, dt, 1)
+            b = make_dense(8192, 8192, dt, 2)
+            t = statistics.median(timer.gpu_ms(lambda i: cupy.matmul(a, b)))
+            out[f"cublas_{dt}_TFLOPs"] = 2 * 8192**3 / (t * 1e-3) / 1e12
+        except Exception as exc:
+            out[f"cublas_{dt}_error"] = str(exc)
+    return out
+
+
+def spmm_case(label, A, n, dtype, timer, ceil, configs, seed, with_bell=True) -> CaseResult:
+    import cupy
+    from ..backends import _cuda
+    m, k = A.shape
+    b = A.blocksize
+    nstored = len(A.indices) * b * b
+    Bs = [make_dense(k, n, dtype, seed + 100 + i) for i in range(3)]
+    dense_A = _cuda.todense(A)
+    ref = dense_A.astype(np.float64) @ Bs[0].astype(np.float64)
+    isz = np.dtype(dtype).itemsize if dtype != "bfloat16" else 2
+    bytes_min = nstored * isz + A.indices.nbytes + A.indptr.nbytes + k * n * isz + m * n * isz
+    case = CaseResult("spmm", label, A.format, m, k, n, round(nstored / (m * k), 4), b, dtype, nstored,
+                      2.0 * nstored * n, bytes_min)
+    peak = ceil.get(f"cublas_{dtype}_TFLOPs") if dtype in ("float16", "bfloat16") else None
+    if peak:
+        case.floor_compute_ms = case.flops / (peak * 1e12) * 1e3
+    if ceil.get("copy_GBps"):
+        case.floor_memory_ms = bytes_min / (ceil["copy_GBps"] * 1e9) * 1e3
+    case.methods = spmm_methods(A, Bs, ref, dense_A, case, timer, configs if A.format == "bsr" else (), with_bell)
+    del Bs, dense_A, ref
+    cupy.get_default_memory_pool().free_all_blocks()
+    return case
+
+
+def spgemm_case(label, m, density, dtype, timer, seed) -> CaseResult:
+    import cupy
+    import scipy.sparse as sp
+    from ..backends import cupy_backend, julia_cuda
+    A = make_csr(m, m, density, dtype, seed)
+    B = make_csr(m, m, density, dtype, seed + 1)
+    a_h = sp.csr_matrix((cupy.asnumpy(A.data).astype(np.float64), cupy.asnumpy(A.indices), cupy.asnumpy(A.indptr)),
+                        shape=A.shape)
+    b_h = sp.csr_matrix((cupy.asnumpy(B.data).astype(np.float64), cupy.asnumpy(B.indices), cupy.asnumpy(B.indptr)),
+                        shape=B.shape)
+    ref_h = (a_h @ b_h).tocsr()
+    ref_h.sort_indices()
+    products = int(np.diff(b_h.indptr)[a_h.indices].sum())
+    case = CaseResult("spgemm", label, "csr", m, m, m, density, 1, dtype, A.data.size, 2.0 * products,
+                      float(A.data.nbytes + B.data.nbytes + ref_h.nnz * (np.dtype(dtype).itemsize + 4)))
+    ref_dense = None
+
+    def check(C):
+        Ch = sp.csr_matrix((cupy.asnumpy(C.data.astype(np.float32) if C.data.dtype.name == "bfloat16" else C.data)
+                            .astype(np.float64), cupy.asnumpy(C.indices), cupy.asnumpy(C.indptr)), shape=C.shape)
+        if not Ch.has_sorted_indices:
+            raise AssertionError("column indices not sorted")
+        diff = Ch - ref_h
+        return diff, Ch
+
+    def run(name, fn):
+        try:
+            C = fn(0)
+            cupy.cuda.Device().synchronize()
+            diff, Ch = check(C)
+            err = float(np.sqrt((diff.data ** 2).sum()) / np.sqrt((ref_h.data ** 2).sum()))
+            same = Ch.nnz == ref_h.nnz
+        except Exception as exc:
+            return MethodResult(name, False, note=f"failed: {type(exc).__name__}: {str(exc)[:300]}")
+        if not err <= TOLERANCE[dtype]:
+            return MethodResult(name, False, rel_error=err, note=f"wrong: error {err:.2e}")
+        times = timer.gpu_ms(fn, spin=False)
+        med, p10, p90 = _stats(times)
+        return MethodResult(name, True, err, med, p10, p90, timer.host_us(fn, 3), case.flops / (med * 1e-3) / 1e12,
+                            note=f"nnz(C) = {Ch.nnz}" + ("" if same else f" vs SciPy {ref_h.nnz}"))
+
+    case.methods.append(run("cupy", lambda i: cupy_backend.spgemm(A, B)))
+    if julia_cuda.availability() is None:
+        case.methods.append(run("julia-cuda", lambda i: julia_cuda.spgemm(A, B)))
+    # SciPy on the host, in A's dtype where SciPy has it (float32/float64), else float32
+    hd = dtype if dtype in ("float32", "float64") else "float32"
+    ah, bh = a_h.astype(hd), b_h.astype(hd)
+    ts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ah @ bh
+        ts.append((time.perf_counter() - t0) * 1e3)
+    med = statistics.median(ts)
+    case.methods.append(MethodResult("scipy-cpu", True, 0.0, med, min(ts), max(ts), None,
+                                     case.flops / (med * 1e-3) / 1e12, note=f"SciPy {hd}, host wall time, 1 thread"))
+    return case
+
+
+# ------------------------------------------------------------------ environment
+
+def environment() -> Dict[str, object]:
+    import cupy
+    from cupy_backends.cuda.libs import cusparse
+    env: Dict[str, object] = {"date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
+                              "host": socket.gethostname(), "python": sys.version.split()[0],
+                              "platform": platform.platform()}
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    env["sm_count"] = props["multiProcessorCount"]
+    env["l2_bytes"] = props["l2CacheSize"]
+    env["gpu_memory_bytes"] = props["totalGlobalMem"]
+    env["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
+    env["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    env["cusparse"] = cusparse.getVersion(cupy.cuda.device.get_cusparse_handle())
+    env["cupy"] = cupy.__version__
+    for lib in ("numpy", "scipy", "torch", "triton", "ml_dtypes"):
+        try:
+            env[lib] = __import__(lib).__version__
+        except Exception:
+            env[lib] = None
+    try:
+        import subprocess
+        env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit",
+                                            "--format=csv,noheader"], capture_output=True, text=True,
+                                           timeout=20).stdout.strip()
+    except Exception:
+        pass
+    try:
+        from .. import runtime
+        from ..backends import julia_cuda
+        if julia_cuda.availability() is None:
+            env["julia"] = runtime.julia_version()
+            env["julia_threads"] = runtime.julia_threads()
+            env["julia_cuda"] = julia_cuda.versions()
+        else:
+            env["julia"] = "unavailable: " + str(julia_cuda.availability())
+    except Exception as exc:
+        env["julia"] = f"error: {exc}"
+    return env
+
+
+# ------------------------------------------------------------------ report
+
+def _fmt(x, spec=".3f"):
+    return "—" if x is None else format(x, spec)
+
+
+def report(env, ceil, cases: List[CaseResult]) -> str:
+    lines = ["# GPU benchmark", "",
+             f"{env.get('gpu')} ({env.get('sm_count')} SMs), CUDA driver {env.get('cuda_driver')}, "
+             f"runtime {env.get('cuda_runtime')}, cuSPARSE {env.get('cusparse')}, CuPy {env.get('cupy')}, "
+             f"PyTorch {env.get('torch')}, Triton {env.get('triton')}, Julia {env.get('julia')}; {env.get('date')}.", "",
+             "Ceilings measured in this run: " + ", ".join(f"{k} = {v:.0f}" if isinstance(v, float) else f"{k} = {v}"
+                                                         for k, v in ceil.items()), "",
+             "Times: median of device-event times per call (GPU time, queued behind a spin kernel); "
+             "`host µs`: Python-side cost per call with an idle queue. `× dense`: cupy-dense median / this "
+             "median. Floors: sparse FLOPs at the measured cuBLAS rate; minimum bytes at the measured copy "
+             "bandwidth.", ""]
+    for c in cases:
+        dense = next((r.median_ms for r in c.methods if r.method == "cupy-dense" and r.ok), None)
+        lines.append(f"## {c.op} {c.label}: {c.fmt.upper()} {c.m}×{c.k} · {c.k}×{c.n}, density {c.density}, "
+                     f"block {c.blocksize}, {c.dtype}")
+        lines.append("")
+        lines.append(f"floors: compute {_fmt(c.floor_compute_ms, '.4f')} ms, memory {_fmt(c.floor_memory_ms, '.4f')} ms")
+        lines.append("")
+        lines.append("| method | median ms | p10–p90 | TFLOP/s (sparse) | × dense | host µs | rel. error | note |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for r in c.methods:
+            speed = (dense / r.median_ms) if (dense and r.ok and r.median_ms) else None
+            lines.append(f"| {r.method} | {_fmt(r.median_ms, '.4f')} | {_fmt(r.p10_ms, '.4f')}–{_fmt(r.p90_ms, '.4f')} "
+                         f"| {_fmt(r.tflops, '.1f')} | {_fmt(speed, '.2f')} | {_fmt(r.host_us, '.1f')} "
+                         f"| {_fmt(r.rel_error, '.1e')} | {'' if r.ok else '**not OK** '}{r.note} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--quick", action="store_true", help="a few small cases only")
+    ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--configs", default="128,2,2,3;256,2,4,3;128,2,2,4;64,2,2,4",
+                    help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
+    ap.add_argument("--configs32", default="128,1,4,4;256,2,4,4;128,2,2,4")
+    args = ap.parse_args(argv)
+    import cupy
+    from .. import shapes
+    timer = Timer(reps=args.reps)
+    env = environment()
+    print(json.dumps(env, indent=1), flush=True)
+    ceil = ceilings(timer)
+    print(json.dumps(ceil), flush=True)
+    cfg64 = [tuple(int(x) for x in c.split(",")) for c in args.configs.split(";") if c]
+    cfg32 = [tuple(int(x) for x in c.split(",")) for c in args.configs32.split(";") if c]
+
+    plan = []  # (label, thunk)
+    layers = TARGET_LAYERS if not args.quick else [("bert-large", "ffn.down")]
+    densities = (0.10, 0.25) if not args.quick else (0.10,)
+    seed = 1
+    for model, layer in layers:
+        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        for b in (64, 32):
+            for d in densities:
+                seed += 10
+                label = f"{model} {layer} n={n} b={b} d={d}"
+                plan.append((label, lambda m=m, k=k, n=n, b=b, d=d, s=seed, label=label: spmm_case(
+                    label, make_bsr(m, k, b, d, "float16", s), n, "float16", timer, ceil,
+                    cfg64 if b == 64 else cfg32, s)))
+    if not args.quick:
+        for model, layer in [("llama-2-7b", "ffn.down"), ("bert-large", "ffn.up")]:
+            m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+            seed += 10
+            label = f"{model} {layer} n={n} b=64 d=0.1 bf16"
+            plan.append((label, lambda m=m, k=k, n=n, s=seed, label=label: spmm_case(
+                label, make_bsr(m, k, 64, 0.1, "bfloat16", s), n, "bfloat16", timer, ceil, [], s, with_bell=False)))
+        for model, layer in BERT_BASE_LAYERS:
+            m, k, n = shapes.mkn(model, layer, tokens=512)
+            for b in (32,):
+                seed += 10
+                label = f"{model} {layer} n={n} b={b} d=0.1"
+                plan.append((label, lambda m=m, k=k, n=n, b=b, s=seed, label=label: spmm_case(
+                    label, make_bsr(m, k, b, 0.1, "float16", s), n, "float16", timer, ceil, cfg32, s)))
+    for dt in (("float32", "float16") if not args.quick else ("float32",)):
+        m, k, n = shapes.mkn("llama-2-7b", "ffn.down", tokens=TOKENS)
+        seed += 10
+        label = f"llama-2-7b ffn.down n={n} CSR d=0.1 {dt}"
+        plan.append((label, lambda m=m, k=k, n=n, s=seed, dt=dt, label=label: spmm_case(
+            label, make_csr(m, k, 0.1, dt, s), n, dt, timer, ceil, [], s)))
+    for mm, d in ([(4096, 0.01), (16384, 0.001)] if not args.quick else [(2048, 0.01)]):
+        for dt in ("float32",) if args.quick else ("float32", "float64"):
+            seed += 10
+            label = f"random {mm}x{mm} d={d} {dt}"
+            plan.append((label, lambda mm=mm, d=d, s=seed, dt=dt, label=label: spgemm_case(label, mm, d, dt, timer, s)))
+
+    cases: List[CaseResult] = []
+    stamp = datetime.datetime.utcnow().strftime("%Y%m%d-%H%M")
+    gpu = str(env.get("gpu", "gpu")).replace("NVIDIA ", "").replace(" ", "-")
+    base = os.path.join(args.out, f"gpu-{gpu}-{stamp}")
+    os.makedirs(args.out, exist_ok=True)
+    for label, thunk in plan:
+        if args.only and not any(s in label for s in args.only):
+            continue
+        t0 = time.perf_counter()
+        try:
+            case = thunk()
+        except Exception:
+            print(f"CASE FAILED {label}\n{traceback.format_exc()}", flush=True)
+            continue
+        cases.append(case)
+        dense = next((r.median_ms for r in case.methods if r.method == "cupy-dense" and r.ok), None)
+        print(f"== {label} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        for r in case.methods:
+            sp = f" x{dense / r.median_ms:.2f}" if dense and r.ok and r.median_ms else ""
+            print(f"   {r.method:22s} {_fmt(r.median_ms, '.4f')} ms{sp} err={_fmt(r.rel_error, '.1e')} "
+                  f"{'' if r.ok else 'NOT OK '}{r.note}", flush=True)
+        with open(base + ".json", "w") as f:
+            json.dump({"environment": env, "ceilings": ceil, "cases": [asdict(c) for c in cases]}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(report(env, ceil, cases))
+    print("wrote", base + ".json", base + ".md")
+    return cases
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The benchmark harness itself: records, the result check, missing peers, a tiny sweep, the
+report. No timing is asserted anywhere: only that measurements happen and are reported."""
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparsejl.bench import Case, check, matrices, peers, plot, report, run, suites, targets
+from sparsejl.bench.sweep import RECORD_FIELDS
+
+TINY = Case("tiny", "t", 64, 32, 8, 0.25, 8)
+TINY_CSR = Case("tiny", "t", 48, 40, 4, 0.2, 1)
+TINY_GEMM = Case("tiny", "g", 48, 40, 24, 0.1, 1, op="spgemm")
+TINY_GRAM = Case("tiny", "gram", 32, 64, 32, 0.1, 1, op="spgemm", operand_b="transpose")
+CPU_BASE = ["dense", "scipy:csr", "scipy:bsr"]
+
+
+class Wrong(peers.Contender):
+    """Returns the product with one entry changed."""
+    name, library = "wrong:csr", "test"
+
+    def prepare(self, case, A, B):
+        def f():
+            C = np.asarray(A @ B).copy()
+            C[0, 0] += 1.0
+            return C
+        return f
+
+
+class Absent(peers.Contender):
+    name, library = "absent:csr", "test"
+    install = "pip install nothing"
+
+    def _probe(self):
+        raise ImportError("No module named 'absent'")
+
+
+def test_operands_seeded_block_sparse_and_never_zero():
+    A1, B1 = matrices.operands(TINY)
+    A2, B2 = matrices.operands(TINY)
+    assert (A1 != A2).nnz == 0 and np.array_equal(B1, B2)
+    assert A1.dtype == np.float32 and B1.dtype == np.float32 and B1.flags.c_contiguous
+    assert np.all(A1.data != 0) and np.all(B1 != 0)
+    bsr = A1.tobsr(blocksize=(8, 8))
+    assert bsr.nnz == A1.nnz  # whole 8×8 blocks, no partly filled block
+    assert 0 < A1.nnz / (64 * 32) <= 1
+    big = matrices.sparse_operand(512, 512, 0.1, 1, np.float64, 3)
+    assert abs(big.nnz / 512**2 - 0.1) < 0.01
+
+
+def test_operands_reject_shapes_not_made_of_blocks():
+    with pytest.raises(ValueError):
+        matrices.sparse_operand(30, 32, 0.1, 8, np.float32, 0)
+
+
+def test_check_accepts_rounding_and_rejects_a_wrong_result():
+    A, B = matrices.operands(TINY)
+    ref, bound = matrices.reference("spmm", A, B, TINY.density)
+    C = np.asarray(A @ B)  # float32 rounding only
+    assert check.check(C, ref, bound, "float32") < 1
+    bad = C.copy()
+    bad[3, 2] += 0.01
+    with pytest.raises(check.WrongResult):
+        check.check(bad, ref, bound, "float32")
+    with pytest.raises(check.WrongResult):
+        check.check(C.T.copy(), ref, bound, "float32")  # wrong shape
+    nan = C.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(check.WrongResult):
+        check.check(nan, ref, bound, "float32")
+
+
+def test_check_sparse_products_including_an_entry_outside_the_pattern():
+    A, B = matrices.operands(TINY_GEMM)
+    ref, bound = matrices.reference("spgemm", A, B, TINY_GEMM.density)
+    C = (A @ B).tocsr()
+    assert check.check(C, ref, bound, "float32") < 1
+    extra = C.tolil()
+    zero = np.argwhere(ref.toarray() == 0)[0]
+    extra[zero[0], zero[1]] = 1e-3
+    with pytest.raises(check.WrongResult):
+        check.check(extra.tocsr(), ref, bound, "float32")
+
+
+def test_records_have_every_field_and_dense_is_the_baseline():
+    recs = run([TINY], CPU_BASE)
+    assert [r["backend"] for r in recs] == CPU_BASE
+    for r in recs:
+        for f in RECORD_FIELDS + ("model", "layer", "m", "k", "n", "density", "blocksize",
+                                  "dtype", "op", "seed"):
+            assert f in r
+        assert r["status"] == "ok", r["reason"]
+        assert len(r["times_s"]) == 5 and r["median_s"] > 0
+        assert r["speedup_vs_dense"] > 0 and r["check_error"] < 1
+        assert r["peak_bytes"] is not None and r["threads"] is not None
+    assert recs[0]["speedup_vs_dense"] == 1.0
+    json.dumps(recs)  # records are JSON as they are
+
+
+def test_wrong_result_is_an_error_and_not_timed():
+    (rec,) = run([TINY_CSR], [Wrong()])
+    assert rec["status"] == "error" and "WrongResult" in rec["reason"]
+    assert rec["times_s"] == [] and rec["median_s"] is None
+
+
+def test_missing_peer_is_reported_missing_with_its_reason():
+    recs = run([TINY_CSR], ["dense", Absent()])
+    rec = recs[1]
+    assert rec["backend"] == "absent:csr" and rec["status"] == "missing"
+    assert "absent" in rec["reason"] and "pip install nothing" in rec["reason"]
+
+
+def test_bsr_at_blocksize_1_is_skipped_not_dropped():
+    recs = run([TINY_CSR], ["scipy:bsr"])
+    assert recs[0]["status"] == "skipped" and "blocksize 1" in recs[0]["reason"]
+
+
+def test_should_stop_marks_the_rest_stopped():
+    calls = []
+    recs = run([TINY, TINY_CSR], ["dense", "scipy:csr"], should_stop=lambda: len(calls) >= 1,
+               progress=lambda rec, done, total: calls.append((done, total)))
+    assert len(recs) == 4 and recs[0]["status"] == "ok"
+    assert [r["status"] for r in recs[1:]] == ["stopped"] * 3
+    assert calls[-1] == (4, 4)
+
+
+def test_fewer_than_five_repeats_is_refused():
+    with pytest.raises(ValueError):
+        run([TINY], ["dense"], repeats=3)
+
+
+def test_spgemm_and_gram_cases_run_and_check():
+    recs = run([TINY_GEMM, TINY_GRAM], ["dense", "scipy:csr"])
+    assert all(r["status"] == "ok" for r in recs), [r["reason"] for r in recs]
+
+
+def test_installed_peers_pass_the_check_on_a_tiny_case():
+    names = ["torch:csr", "torch:bsr", "mkl:csr", "mkl:bsr", "graphblas:csr"]
+    recs = run([TINY, TINY_GEMM], names)
+    for r in recs:
+        assert r["status"] in ("ok", "missing", "skipped"), (r["backend"], r["reason"])
+        if r["status"] == "missing":
+            assert r["reason"]
+
+
+@pytest.mark.skipif(not __import__("sparsejl.bench.juliapeer", fromlist=["x"]).julia_executable(),
+                    reason="no julia executable")
+def test_julia_sparsearrays_peer_runs_in_julia():
+    recs = run([TINY_CSR, TINY_GEMM], ["sparsearrays:csc"])
+    for r in recs:
+        assert r["status"] == "ok", r["reason"]
+        assert len(r["times_s"]) == 5
+
+
+def test_quick_suite_has_every_target_case_and_the_layers_are_published_shapes():
+    quick = suites.quick()
+    for t in targets.TARGETS:
+        for c in t.cases():
+            assert c in quick
+    assert suites.layer_mk("bert-base", "ffn.up") == (3072, 768)
+    assert suites.layer_mk("bert-base", "attn.qkv") == (2304, 768)
+    assert suites.layer_mk("llama-2-7b", "ffn.up") == (11008, 4096)
+    assert suites.layer_mk("gpt2-xl", "ffn.down") == (1600, 6400)
+
+
+def test_break_even_is_interpolated_where_speedup_crosses_one():
+    assert plot.break_even([(0.05, 4.0), (0.1, 2.0), (0.2, 0.5)]) == pytest.approx(0.1 + 0.1 * 0.5)
+    assert plot.break_even([(0.1, 2.0), (0.2, 1.5)]) is None
+
+
+def test_targets_say_by_how_much_they_are_missed():
+    case = targets.TARGETS[0].cases()[0]
+    base = dict(case.__dict__)
+    recs = [dict(base, backend="dense", status="ok", median_s=1.0, threads=2, reason=None),
+            dict(base, backend="julia:bsr", status="ok", median_s=0.5, threads=2, reason=None)]
+    row = [r for r in targets.evaluate(recs) if r["target"] == "bsr32-d10"][0]
+    assert row["ratio"] == pytest.approx(2.0) and row["met"] is False
+    assert "2.50×" in row["note"]  # needs 2.5× more to reach 5×
+
+
+def test_tiny_sweep_writes_json_markdown_html_and_plots(tmp_path):
+    cases = [Case("tiny", "t", 64, 32, 8, d, 8) for d in (0.5, 0.25, 0.1)]
+    recs = run(cases, CPU_BASE + [Absent()])
+    from sparsejl.bench import env
+    meta = dict(suite="test", cases=3, backends=CPU_BASE, repeats=5, warmup=1, wall_s=1.0,
+                command="pytest")
+    paths = report.write(str(tmp_path), recs, env.capture(), meta)
+    data = json.load(open(paths["json"]))
+    assert len(data["records"]) == 12 and data["environment"]["cpu_model"] is not None
+    assert data["targets"]
+    md = open(paths["markdown"]).read()
+    assert "Targets" in md and "absent:csr" in md and "plots/" in md
+    assert os.path.getsize(paths["html"]) > 0
+    pngs = os.listdir(tmp_path / "plots")
+    assert len(pngs) == 1 and pngs[0].endswith(".png")
+    fig = plot.speedup_figure(recs)
+    assert fig.axes[0].get_yscale() == "log"
+
+
+def test_cli_main_job_prints_a_table(monkeypatch, capsys):
+    from sparsejl.bench import cli
+    monkeypatch.setattr(suites, "main_job",
+                        lambda dtype, b: [Case("bert-base", "ffn.up", 64, 32, 8, d, b, dtype)
+                                          for d in (0.5, 0.1)])
+    assert cli.main(["--backends", "dense,scipy:csr,scipy:bsr", "--blocksize", "8",
+                     "--no-progress", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "density" in out and "scipy:bsr" in out and "break-even" in out
