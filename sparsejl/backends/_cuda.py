@@ -91,7 +91,6 @@ def current_device() -> int:
 
 def common_index(*arrays):
     """The index arrays in one dtype (int32 when every one is, else int64), copying only those that differ."""
-    import cupy
     target = np.int32 if all(np.dtype(a.dtype) == np.int32 for a in arrays) else np.int64
     return [a if np.dtype(a.dtype) == target else a.astype(target) for a in arrays], np.dtype(target)
 

@@ -135,7 +135,7 @@ def bsr_to_csr(A):
     # row r = i*b + s of the CSR holds counts[i]*b entries: block p's row s, for p in its block row
     row_len = cupy.repeat(counts * b, b)
     new_indptr = cupy.zeros(mb * b + 1, dtype=np.int64)
-    cupy.cumsum(row_len, out=new_indptr[1:])
+    new_indptr[1:] = cupy.cumsum(row_len)
     blk = cupy.arange(nnzb, dtype=np.int64)
     brow = cupy.repeat(cupy.arange(mb, dtype=np.int64), counts)
     pos = blk - indptr[brow]                            # position of block p within its block row
@@ -166,6 +166,6 @@ def csr_to_bsr(C, b, BSR):
     data[inverse.ravel(), rows % b, cols % b] = C.data[:nnz]
     brow = blocks // nb
     indptr = cupy.zeros(mb + 1, dtype=np.int64)
-    cupy.cumsum(cupy.bincount(brow, minlength=mb), out=indptr[1:])
+    indptr[1:] = cupy.cumsum(cupy.bincount(brow, minlength=mb))
     idx = np.int32 if max(mb, nb, blocks.size) < 2**31 else np.int64
     return BSR(data, (blocks % nb).astype(idx), indptr.astype(idx), (m, n), b)

@@ -160,7 +160,6 @@ def spgemm(A, B):
     rt.call("cuda_csr_spgemm_copy", [dev, stream, state, _ptr(indptr), _ptr(indices), _ptr(data)],
             (ia, ja, da, ib, jb, db, indptr, indices, data))
     if out in (np.float32, np.float64) and idx == np.int32:
-        C = csp.csr_matrix((data, indices, indptr), shape=(m, n))
-        C.sum_duplicates()
-        return C
+        # cuSPARSE writes each row's columns sorted and merged: canonical already
+        return csp.csr_matrix((data, indices, indptr), shape=(m, n))
     return CSR(data, indices, indptr, (m, n))

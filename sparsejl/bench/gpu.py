@@ -79,8 +79,9 @@ def make_bsr(m, k, b, density, dtype, seed):
     keep = rng.random_sample(size=(mb, kb), dtype=np.float32) < density
     rows, cols = cupy.nonzero(keep)
     nnzb = int(rows.size)
-    indptr = cupy.zeros(mb + 1, dtype=np.int32)
-    cupy.cumsum(cupy.bincount(rows, minlength=mb), out=indptr[1:])
+    indptr = cupy.zeros(mb + 1, dtype=np.int64)
+    indptr[1:] = cupy.cumsum(cupy.bincount(rows, minlength=mb))
+    indptr = indptr.astype(np.int32)
     data = _values(rng, nnzb * b * b, dtype).reshape(nnzb, b, b)
     return BSR(data, cols.astype(np.int32), indptr, (m, k), b)
 
@@ -90,23 +91,21 @@ def make_csr(m, k, density, dtype, seed):
     from ..formats import CSR
     rng = _rng(seed)
     per_row = rng.binomial(k, density, size=m).astype(np.int64)
-    indptr = cupy.zeros(m + 1, dtype=np.int64)
-    cupy.cumsum(per_row, out=indptr[1:])
-    nnz = int(indptr[-1])
+    nnz = int(per_row.sum())
     # sorted unique columns per row: draw a random key per (row, col) pair and keep the smallest
     # per_row[i] columns of each row would be costly; instead sample with replacement and dedupe
     rows = cupy.repeat(cupy.arange(m, dtype=np.int64), per_row)
     cols = rng.randint(0, k, size=nnz, dtype=np.int64)
     key = cupy.unique(rows * k + cols)
     rows, cols = key // k, key % k
-    indptr = cupy.zeros(m + 1, dtype=np.int32)
-    cupy.cumsum(cupy.bincount(rows, minlength=m), out=indptr[1:])
+    indptr = cupy.zeros(m + 1, dtype=np.int64)
+    indptr[1:] = cupy.cumsum(cupy.bincount(rows, minlength=m))
+    indptr = indptr.astype(np.int32)
     data = _values(rng, int(key.size), dtype)
     return CSR(data, cols.astype(np.int32), indptr, (m, k))
 
 
 def make_dense(k, n, dtype, seed):
-    import cupy
     return _values(_rng(seed), k * n, dtype).reshape(k, n)
 
 
@@ -306,7 +305,6 @@ def ceilings(timer: Timer) -> Dict[str, float]:
     y = cupy.empty_like(x)
     t = statistics.median(timer.gpu_ms(lambda i: cupy.copyto(y, x)))
     out["copy_GBps"] = 2 * x.nbytes / (t * 1e-3) / 1e9
-    del x, y
     for dt in ("float16", "bfloat16"):
         try:
             a = make_dense(8192, 8192, dt, 1)
@@ -357,7 +355,6 @@ def spgemm_case(label, m, density, dtype, timer, seed) -> CaseResult:
     products = int(np.diff(b_h.indptr)[a_h.indices].sum())
     case = CaseResult("spgemm", label, "csr", m, m, m, density, 1, dtype, A.data.size, 2.0 * products,
                       float(A.data.nbytes + B.data.nbytes + ref_h.nnz * (np.dtype(dtype).itemsize + 4)))
-    ref_dense = None
 
     def check(C):
         Ch = sp.csr_matrix((cupy.asnumpy(C.data.astype(np.float32) if C.data.dtype.name == "bfloat16" else C.data)
@@ -490,7 +487,6 @@ def main(argv=None):
                     help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
     ap.add_argument("--configs32", default="128,1,4,4;256,2,4,4;128,2,2,4")
     args = ap.parse_args(argv)
-    import cupy
     from .. import shapes
     timer = Timer(reps=args.reps)
     env = environment()

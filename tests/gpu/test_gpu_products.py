@@ -1,0 +1,198 @@
+"""GPU SpMM and SpGEMM of every GPU backend against SciPy in float64, on fresh random inputs.
+
+Outputs must be CuPy arrays (data stays on the device) and every element must be written: the
+tensor-core kernel is run on a NaN-poisoned output too.
+"""
+import importlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import sparsejl
+from sparsejl import BSR, CSR
+
+TOL = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "float64": 1e-12}
+BACKENDS = ("cupy", "julia-cuda", "cupy-dense")
+
+
+def _dtype(name):
+    if name == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _backend(name):
+    mod = importlib.import_module({"cupy": "sparsejl.backends.cupy_backend", "cupy-dense": "sparsejl.backends.cupy_dense",
+                                   "julia-cuda": "sparsejl.backends.julia_cuda"}[name])
+    reason = mod.availability()
+    if reason is not None:
+        pytest.skip(f"{name}: {reason}")
+    return mod
+
+
+def _host_values(rng, size, dtype):
+    v = rng.uniform(0.5, 1.5, size) * np.where(rng.random(size) < 0.5, -1.0, 1.0)
+    return v.astype(dtype)
+
+
+def _representable(x, dtype):
+    """float64 values that `dtype` holds exactly (SciPy has no bfloat16: the host copy stays float64)."""
+    return np.asarray(x).astype(dtype).astype(np.float32).astype(np.float64)
+
+
+def random_bsr(rng, mb, kb, b, density, dtype):
+    """A float64 SciPy BSR whose values are exact in `dtype`, with one empty block row."""
+    mask = rng.random((mb, kb)) < density
+    mask[rng.integers(mb)] = False
+    rows, cols = np.nonzero(mask)
+    indptr = np.zeros(mb + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=mb), out=indptr[1:])
+    data = _representable(_host_values(rng, rows.size * b * b, np.float64), dtype).reshape(-1, b, b)
+    return sp.bsr_matrix((data, cols.astype(np.int32), indptr), shape=(mb * b, kb * b), blocksize=(b, b))
+
+
+def random_csr(rng, m, k, density, dtype):
+    A = sp.random(m, k, density=density, format="csr", random_state=np.random.RandomState(rng.integers(2**31)))
+    A.data = _representable(_host_values(rng, A.nnz, np.float64), dtype)
+    A.sort_indices()
+    return A
+
+
+def random_dense(rng, k, n, dtype):
+    return _host_values(rng, k * n, np.float64).astype(dtype).reshape(k, n)
+
+
+def to_gpu(cupy, A, dtype):
+    data = cupy.asarray(A.data.astype(dtype))
+    if A.format == "bsr":
+        return BSR(data, cupy.asarray(A.indices), cupy.asarray(A.indptr), A.shape, A.blocksize[0])
+    return CSR(data, cupy.asarray(A.indices), cupy.asarray(A.indptr), A.shape)
+
+
+def f64(x):
+    return x.astype(np.float32).astype(np.float64) if x.dtype.name == "bfloat16" else x.astype(np.float64)
+
+
+def rel_err(C, ref):
+    C = np.asarray(C, dtype=np.float64)
+    assert np.isfinite(C).all(), "output has NaN/Inf: an element was not written"
+    return np.linalg.norm(C - ref) / np.linalg.norm(ref)
+
+
+def host(cupy, C):
+    C = C.astype(np.float32) if C.dtype.name == "bfloat16" else C
+    return cupy.asnumpy(C)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("b,n", [(64, 256), (32, 136), (16, 64), (32, 13), (3, 40)])
+def test_bsr_spmm(gpu, seed, backend, dtype, b, n):
+    cupy = gpu
+    mod = _backend(backend)
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(seed)
+    mb, kb = rng.integers(3, 9), rng.integers(2, 9)
+    A = random_bsr(rng, mb, kb, b, 0.4, dt)
+    B = random_dense(rng, A.shape[1], n, dt)
+    ref = f64(A).toarray() @ f64(B)
+    Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
+    C = mod.spmm(Ag, Bg)
+    assert isinstance(C, cupy.ndarray) and C.shape == ref.shape and C.dtype == dt
+    err = rel_err(host(cupy, C), ref)
+    assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("b", [16, 32, 64])
+def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
+    cupy = gpu
+    from sparsejl.backends import _bsr_kernels
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(seed)
+    A = random_bsr(rng, 6, 5, b, 0.3, dt)
+    n = 8 * int(rng.integers(1, 40))
+    B = random_dense(rng, A.shape[1], n, dt)
+    Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
+    assert _bsr_kernels.mma_eligible(Ag, Bg, dt)
+    for cfg in [None] + [c for c in [(128, 2, 2, 3), (256, 2, 4, 3), (64, 2, 2, 4), (128, 1, 4, 4)] if b // c[1] >= 16]:
+        out = cupy.full(A.shape[:1] + (n,), np.nan, dtype=np.float32).astype(dt)
+        _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out)
+        err = rel_err(host(cupy, out), f64(A).toarray() @ f64(B))
+        assert err <= TOL[dtype], f"seed={seed} config={cfg}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_csr_spmm(gpu, seed, backend, dtype):
+    cupy = gpu
+    mod = _backend(backend)
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(seed)
+    m, k, n = (int(x) for x in rng.integers(20, 300, 3))
+    A = random_csr(rng, m, k, 0.1, dt)
+    B = random_dense(rng, k, n, dt)
+    C = mod.spmm(to_gpu(cupy, A, dt), cupy.asarray(B))
+    assert isinstance(C, cupy.ndarray) and C.dtype == dt
+    err = rel_err(host(cupy, C), f64(A).toarray() @ f64(B))
+    assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
+def test_spmm_all_zero_rows_and_empty(gpu, backend):
+    cupy = gpu
+    mod = _backend(backend)
+    A, dt = sp.csr_matrix((50, 30), dtype=np.float32), np.dtype(np.float32)
+    C = mod.spmm(to_gpu(cupy, A, dt), cupy.ones((30, 7), np.float32))
+    assert float(abs(C).max()) == 0.0
+
+
+@pytest.mark.parametrize("backend", ["cupy", "julia-cuda", "cupy-dense"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_csr_spgemm(gpu, seed, backend, dtype):
+    cupy = gpu
+    mod = _backend(backend)
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(seed)
+    m, k, n = (int(x) for x in rng.integers(30, 400, 3))
+    A, B = random_csr(rng, m, k, 0.05, dt), random_csr(rng, k, n, 0.05, dt)
+    C = mod.spgemm(to_gpu(cupy, A, dt), to_gpu(cupy, B, dt))
+    assert isinstance(C.data, cupy.ndarray), "SpGEMM result left the GPU"
+    assert C.data.dtype == dt
+    ref = (f64(A) @ f64(B)).toarray()
+    Ch = sp.csr_matrix((host(cupy, C.data).astype(np.float64), cupy.asnumpy(C.indices), cupy.asnumpy(C.indptr)),
+                       shape=C.shape)
+    assert Ch.has_sorted_indices
+    err = rel_err(Ch.toarray(), ref) if np.linalg.norm(ref) else 0.0
+    assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
+def test_bsr_spgemm(gpu, seed, backend):
+    cupy = gpu
+    mod = _backend(backend)
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(np.float32)
+    A, B = random_bsr(rng, 5, 6, 4, 0.3, dt), random_bsr(rng, 6, 4, 4, 0.3, dt)
+    C = mod.spgemm(to_gpu(cupy, A, dt), to_gpu(cupy, B, dt))
+    assert C.format == "bsr" and C.blocksize == 4
+    got = sp.bsr_matrix((cupy.asnumpy(C.data), cupy.asnumpy(C.indices), cupy.asnumpy(C.indptr)), shape=C.shape,
+                        blocksize=(4, 4)).toarray()
+    err = rel_err(got, f64(A).toarray() @ f64(B).toarray())
+    assert err <= 1e-5, f"seed={seed}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
+def test_top_level_spmm_keeps_cupy_inputs_on_the_gpu(gpu, seed, backend):
+    cupy = gpu
+    _backend(backend)
+    import cupyx.scipy.sparse as csp
+    rng = np.random.default_rng(seed)
+    A = random_csr(rng, 120, 90, 0.1, np.float32)
+    B = _host_values(rng, 90 * 17, np.float32).reshape(90, 17)
+    Ag = csp.csr_matrix((cupy.asarray(A.data), cupy.asarray(A.indices), cupy.asarray(A.indptr)), shape=A.shape)
+    C = sparsejl.spmm(Ag, cupy.asarray(B), backend=backend)
+    assert isinstance(C, cupy.ndarray)
+    assert rel_err(cupy.asnumpy(C), A.toarray().astype(np.float64) @ B) <= 1e-5
