@@ -73,6 +73,8 @@ def find_julia() -> str:
 
 
 _PROBE = (
+    # a caught exception in compiled code first: some Julia builds crash there (docs/julia.md)
+    "f() = try; error(\"probe\"); catch; 0; end; f(); "
     "import Libdl; print(join([string(VERSION), Sys.BINDIR, "
     "unsafe_string(Base.JLOptions().image_file), "
     "first(filter(p -> occursin(r\"^libjulia\\.so\", basename(p)), Libdl.dllist()))], \"\\n\"))"
@@ -100,6 +102,10 @@ def probe(julia: str) -> dict:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise JuliaNotFound(f"{julia} could not be run as Julia ({exc}). {INSTALL_HINT}") from None
     lines = out.stdout.splitlines()
+    if out.returncode < 0:
+        raise JuliaNotFound(f"{julia} crashed with signal {-out.returncode} on a caught exception; Debian's "
+                            "julia 1.5.3 does this with libunwind 1.6, and scripts/install-julia.sh repairs it "
+                            f"by adding libunwind 1.3.2 beside libjulia. {INSTALL_HINT}")
     if out.returncode != 0 or len(lines) != 4:
         detail = (out.stderr or out.stdout).strip()[-500:] or f"exit status {out.returncode}"
         raise JuliaNotFound(f"{julia} did not answer as a working Julia: {detail}. {INSTALL_HINT}")
