@@ -149,6 +149,10 @@ class Runtime:
         self.lib, self.version, self.threads = lib, version, threads
         self.start_seconds = start_seconds
         self._pid, self._owner = pid, owner
+        # a runtime started by someone else is entered directly: from any thread on Julia >= 1.9,
+        # which adopts foreign threads, else only from the thread that booted sparsejl
+        adopts = tuple(int(x) for x in version.split("-")[0].split(".")[:2]) >= (1, 9)
+        self._direct_thread = None if owner is not None or adopts else threading.get_ident()
         self._lock = threading.Lock()
         self._entries = {"resolve": resolve_ptr, "eval": eval_ptr}
         self._err = ctypes.create_string_buffer(_ERRCAP)
@@ -191,6 +195,10 @@ class Runtime:
         if os.getpid() != self._pid:
             raise RuntimeError("the Julia runtime was started in a parent process and cannot be used after "
                                "fork(); use multiprocessing's 'spawn' or 'forkserver' start method")
+        if self._owner is None and self._direct_thread not in (None, threading.get_ident()):
+            raise RuntimeError(f"Julia {self.version} was started by another embedder in this process and cannot "
+                               "be entered from a thread it did not start (Julia >= 1.9 can); call sparsejl "
+                               "from the thread that started Julia")
         args = np.array([ctypes.addressof(self._err), _ERRCAP, *slots], dtype=np.int64)
         self._lock.acquire()
         release = True

@@ -1,0 +1,76 @@
+"""The embedded runtime: one per process, errors carried over, reuse of a Julia already running."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import sparsejl
+from sparsejl import runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_started_once_with_the_requested_threads():
+    rt = runtime.get()
+    assert runtime.get() is rt
+    assert rt.threads == int(os.environ["JULIA_NUM_THREADS"])
+    assert rt.eval("Threads.nthreads()") == str(rt.threads)
+    assert rt.version.startswith("1.")
+
+
+def test_julia_exceptions_become_python_exceptions():
+    rt = runtime.get()
+    with pytest.raises(sparsejl.JuliaError, match="boom"):
+        rt.eval('error("boom")')
+    with pytest.raises(ValueError, match="unknown kernel|unknown"):
+        rt.entry("no_such_kernel:Float64")
+    assert rt.eval("1 + 1") == "2"  # still usable
+
+
+REUSE = """
+import ctypes, sys, threading
+import numpy as np, scipy.sparse as sp
+info = __import__("sparsejl.runtime", fromlist=["probe"]).probe(sys.argv[1])
+lib = ctypes.CDLL(info["libjulia"], mode=ctypes.RTLD_GLOBAL)      # as juliacall does
+init = getattr(lib, "jl_init_with_image__threading", None) or lib.jl_init_with_image
+init(info["bindir"].encode(), info["sysimage"].encode())
+import sparsejl
+from sparsejl import runtime
+A = sp.random_array((30, 20), density=0.3, format="csr", rng=1); B = np.ones((20, 4))
+assert np.allclose(sparsejl.spmm(A, B, backend="julia"), A @ B)
+assert runtime.get()._owner is None, "did not reuse the running Julia"
+errors = []
+def other():
+    try:
+        sparsejl.spmm(A, B, backend="julia")
+    except RuntimeError as exc:
+        errors.append(str(exc))
+t = threading.Thread(target=other); t.start(); t.join()
+print("reused", errors)
+"""
+
+
+def test_reuses_a_julia_started_by_another_embedder():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", REUSE, runtime.find_julia()], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "reused" in out.stdout
+    if tuple(int(x) for x in runtime.get().version.split(".")[:2]) < (1, 9):
+        assert "thread it did not start" in out.stdout
+
+
+def test_many_threads_share_the_runtime():
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(5)
+    cases = [(sp.random_array((40, 30), density=0.2, format="csr", rng=rng), rng.standard_normal((30, 3)))
+             for _ in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda c: sparsejl.spmm(c[0], c[1], backend="julia"), cases * 20))
+    for (A, B), got in zip(cases * 20, results):
+        np.testing.assert_allclose(got, A @ B, rtol=1e-12)
