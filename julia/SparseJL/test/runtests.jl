@@ -1,0 +1,446 @@
+# SparseJL's test suite: kernels against SparseArrays / dense references, every malformed
+# structure, and the C entry points driven through raw pointers as Python drives them.
+# Run: JULIA_NUM_THREADS=2 julia --project=julia/SparseJL julia/SparseJL/test/runtests.jl
+using SparseJL
+using SparseJL: CABI, nnzb
+using SparseArrays, LinearAlgebra, Random, Test
+
+Random.seed!(20261121)
+SparseJL.SERIAL_WORK[] = 0          # thread even tiny problems, so the threaded paths are tested
+
+# --- random operands with SciPy's layout, unsorted and with duplicates when asked -------------
+
+"Random m×n CSR: about density*n entries per row, columns unsorted, with duplicates if `dups`."
+function randcsr(::Type{Tv}, ::Type{Ti}, m, n, density; dups=false, emptyrows=true) where {Tv,Ti}
+    indptr, indices, data = Ti[0], Ti[], Tv[]
+    for i in 1:m
+        cols = n == 0 ? Int[] : randsubseq(collect(0:n-1), density)
+        emptyrows && rand() < 0.2 && (cols = Int[])
+        dups && !isempty(cols) && append!(cols, rand(cols, rand(0:2)))
+        shuffle!(cols)
+        append!(indices, cols)
+        append!(data, Tv <: Integer ? rand(Tv(-3):Tv(3), length(cols)) : randn(Tv, length(cols)))
+        push!(indptr, length(indices))
+    end
+    return CSRMatrix{Tv,Ti}(m, n, indptr, indices, data)
+end
+
+"Random BSR with mb×nb blocks of size b, unsorted block columns, duplicates if `dups`."
+function randbsr(::Type{Tv}, ::Type{Ti}, mb, nb, b, density; dups=false) where {Tv,Ti}
+    S = randcsr(Float64, Ti, mb, nb, density; dups=dups)
+    data = Tv <: Integer ? rand(Tv(-3):Tv(3), b, b, length(S.indices)) : randn(Tv, b, b, length(S.indices))
+    return BSRMatrix{Tv,Ti}(mb * b, nb * b, S.indptr, S.indices, data)
+end
+
+tol(::Type{T}) where {T<:AbstractFloat} = sqrt(eps(T)) * 10
+tol(::Type{<:Integer}) = 0.0
+close(X, Y, T) = isapprox(Float64.(X), Float64.(Y); rtol=tol(T), atol=tol(T) * max(1, norm(Float64.(Y))))
+
+"A row-major dense copy as Julia sees it (its transpose), for the row-major kernels."
+rowmajor(B) = permutedims(B)
+
+@testset "kernels" begin
+
+@testset "check_format: every malformed structure" begin
+    mk(indptr, indices, data; m=2, n=2) = CSRMatrix{Float64,Int32}(m, n, Int32.(indptr), Int32.(indices), Float64.(data); check=false)
+    cases = [
+        (mk([0, 1], [0], [1.0]), "indptr has length 2, expected 3 (one more than the 2 rows)"),
+        (mk([0, 1, 1, 1], [0], [1.0]), "indptr has length 4, expected 3 (one more than the 2 rows)"),
+        (mk([1, 1, 1], [0], [1.0]), "indptr[0] is 1, expected 0"),
+        (mk([-1, 0, 1], [0], [1.0]), "indptr[0] is -1, expected 0"),
+        (mk([0, 2, 1], [0, 1], [1.0, 2.0]), "indptr decreases at position 2 (2 then 1)"),
+        (mk([0, -1, 1], [0], [1.0]), "indptr decreases at position 1 (0 then -1)"),
+        (mk([0, 1, 3], [0, 1], [1.0, 2.0]), "indptr ends at 3, past the 2 stored values"),
+        (mk([0, 1, 2], [0, 2], [1.0, 2.0]), "indices[1] = 2 is out of range for 2 columns"),
+        (mk([0, 1, 2], [0, -1], [1.0, 2.0]), "indices[1] = -1 is out of range for 2 columns"),
+        (mk([0, 1, 2], [0, 1], [1.0]), "data holds 1 values but indices holds 2"),
+    ]
+    for (A, msg) in cases
+        @test SparseJL.format_problem(A) == msg
+        err = try check_format(A); nothing catch e; e end
+        @test err isa ArgumentError && err.msg == msg
+    end
+    # unused trailing entries past indptr[end] are not checked, as in SciPy
+    @test check_format(mk([0, 1, 1], [0, 99], [1.0, 2.0])) === nothing
+    @test_throws ArgumentError CSRMatrix(2, 2, Int32[0, 2, 1], Int32[0, 1], [1.0, 2.0])
+
+    bk(indptr, indices, data; m=4, n=4) = BSRMatrix{Float64,Int64}(m, n, indptr, indices, data; check=false)
+    @test SparseJL.format_problem(bk([0, 1, 1], [2], ones(2, 2, 1))) ==
+          "indices[0] = 2 is out of range for 2 block columns"
+    @test SparseJL.format_problem(bk([0, 1, 0], [0], ones(2, 2, 1))) ==
+          "indptr decreases at position 2 (1 then 0)"
+    @test SparseJL.format_problem(bk([0, 1, 2], [0], ones(2, 2, 1))) ==
+          "indptr ends at 2, past the 1 stored blocks"
+    @test SparseJL.format_problem(bk([0, 1], [0], ones(2, 2, 1))) ==
+          "indptr has length 2, expected 3 (one more than the 2 block rows)"
+    @test SparseJL.format_problem(bk([0, 1, 1], [0, 1], ones(2, 2, 1))) ==
+          "data holds 1 blocks but indices holds 2"
+    @test occursin("square", SparseJL.format_problem(
+        BSRMatrix{Float64,Int64}(4, 4, [0, 1, 1], [0], ones(2, 3, 1); check=false)))
+    @test_throws ArgumentError BSRMatrix(6, 4, [0, 1, 1, 1], [0], ones(4, 4, 1))   # not a multiple
+    @test_throws ArgumentError BSRMatrix(4, 4, [0, 0, 0], Int[], ones(0, 0, 0))     # b = 0
+    @test check_format(bk([0, 1, 2], [1, 0], ones(2, 2, 2))) === nothing
+end
+
+@testset "conversions" begin
+    for (m, n) in ((0, 0), (0, 3), (3, 0), (1, 1), (5, 7)), Ti in (Int32, Int64)
+        S = sprand(m, n, 0.4)
+        A = CSRMatrix{Float64,Ti}(S)
+        @test size(A) == (m, n) && nnz(A) == nnz(S)
+        @test Matrix(A) == Matrix(S)
+        @test SparseMatrixCSC(A) == S
+        @test Matrix(CSRMatrix(Matrix(S))) == Matrix(S)
+    end
+    A = randcsr(Float64, Int32, 6, 5, 0.5; dups=true)          # duplicates are summed
+    @test Matrix(SparseMatrixCSC(A)) ≈ Matrix(A)
+    for b in (1, 2, 3), (mb, nb) in ((0, 0), (2, 3), (4, 1))
+        M = Matrix(sprand(mb * b, nb * b, 0.3))
+        B = BSRMatrix(M, b)
+        @test size(B) == size(M) && blocksize(B) == b
+        @test Matrix(B) == M
+        @test SparseMatrixCSC(B) == sparse(M)
+        check_format(B)
+    end
+    B = randbsr(Float32, Int32, 3, 4, 2, 0.5; dups=true)
+    @test Matrix(BSRMatrix(Matrix(B), 2)) ≈ Matrix(B)
+    @test sprint(show, B) == "6×8 BSRMatrix{Float32,Int32} with $(nnzb(B)) stored 2×2 blocks"
+end
+
+@testset "row partition balances work" begin
+    indptr = [0, 100, 100, 101, 102, 202, 203]
+    cum = r -> indptr[r+1]
+    for nc in 1:4
+        p = SparseJL.partition_rows(cum, 6, nc)
+        @test p[1] == 0 && p[end] == 6 && issorted(p)
+    end
+    @test SparseJL.partition_rows(cum, 6, 2) == [0, 3, 6]       # 101 | 102
+    @test SparseJL.partition_rows(r -> 0, 0, 2) == [0, 0, 0]
+end
+
+@testset "CSR SpMM" begin
+    shapes = ((0, 0), (0, 4), (4, 0), (1, 1), (7, 3), (3, 9), (40, 30))
+    for (m, k) in shapes, density in (0.0, 0.1, 0.5, 1.0), n in (1, 2, 5, 17)
+        A = randcsr(Float64, Int64, m, k, density; dups=density == 0.5)
+        B = randn(k, n)
+        @test close(spmm(A, B), Matrix(A) * B, Float64)
+    end
+    for (TvA, Ti, TvB) in ((Float32, Int32, Float32), (Float32, Int32, Float64),
+                           (Int32, Int64, Float32), (Float64, Int32, Float64))
+        A = randcsr(TvA, Ti, 33, 21, 0.3; dups=true)
+        for n in (1, 4, 16, 19)
+            B = TvB <: Integer ? rand(TvB(-2):TvB(2), 21, n) : randn(TvB, 21, n)
+            Tc = promote_type(TvA, TvB)
+            C = spmm(A, B)
+            @test eltype(C) == Tc
+            @test close(C, Matrix{Float64}(Matrix(A)) * Float64.(B), Tc)
+        end
+        x = randn(21)
+        @test close(spmm(A, x), Float64.(Matrix(A)) * x, promote_type(TvA, Float64))
+    end
+    A = randcsr(Float64, Int32, 5, 4, 0.5)
+    C = fill(NaN, 5, 3)
+    @test spmm!(C, A, ones(4, 3)) === C && !any(isnan, C)
+    @test_throws DimensionMismatch spmm(A, ones(5, 2))
+    @test_throws DimensionMismatch spmm!(zeros(4, 2), A, ones(4, 2))
+    # the row-major kernel writes every element of Ct, whatever was there
+    Ct = fill(NaN, 3, 5)
+    SparseJL.spmm_rowmajor!(Ct, A, rowmajor(ones(4, 3)))
+    @test Ct ≈ rowmajor(Matrix(A) * ones(4, 3))
+end
+
+@testset "BSR SpMM" begin
+    for b in (1, 2, 3, 4, 5, 8, 16, 32, 64)
+        mb, kb = b >= 32 ? (3, 2) : (7, 5)
+        for density in (0.0, 0.3, 1.0), n in (1, 3, 16, 35)
+            A = randbsr(Float64, Int64, mb, kb, b, density; dups=density == 0.3)
+            B = randn(kb * b, n)
+            @test close(spmm(A, B), Matrix(A) * B, Float64)
+        end
+    end
+    for (TvA, Ti, TvB) in ((Float32, Int32, Float32), (Float32, Int64, Float64))
+        for b in (2, 4, 7)
+            A = randbsr(TvA, Ti, 6, 4, b, 0.4)
+            B = randn(TvB, 4 * b, 33)
+            C = spmm(A, B)
+            @test eltype(C) == promote_type(TvA, TvB)
+            @test close(C, Float64.(Matrix(A)) * Float64.(B), promote_type(TvA, TvB))
+        end
+    end
+    A = randbsr(Float64, Int32, 0, 3, 4, 0.5)
+    @test size(spmm(A, ones(12, 2))) == (0, 2)
+    A = randbsr(Float64, Int32, 3, 0, 4, 0.5)
+    @test spmm(A, ones(0, 2)) == zeros(12, 2)
+    A = randbsr(Float64, Int32, 3, 2, 4, 0.5)
+    @test close(spmm(A, ones(8)), Matrix(A) * ones(8), Float64)
+    @test_throws DimensionMismatch spmm(A, ones(9, 2))
+end
+
+@testset "CSR SpGEMM" begin
+    for (m, k, n) in ((0, 0, 0), (0, 3, 2), (3, 0, 2), (3, 2, 0), (1, 1, 1), (9, 7, 11), (30, 40, 20)),
+        density in (0.0, 0.2, 0.6, 1.0)
+        A = randcsr(Float64, Int64, m, k, density; dups=true)
+        B = randcsr(Float64, Int64, k, n, density; dups=true)
+        C = spgemm(A, B)
+        check_format(C)
+        @test Matrix(C) ≈ Matrix(A) * Matrix(B)
+        for i in 1:m                                  # rows sorted, no duplicates
+            @test issorted(C.indices[C.indptr[i]+1:C.indptr[i+1]]; lt=<=)
+        end
+        @test nnz(C) == nnz(sparse(A) * sparse(B)) || nnz(C) >= nnz(dropzeros(sparse(A) * sparse(B)))
+    end
+    # structural zeros are kept: [1 1] * [1; -1] cancels but the entry stays
+    A = CSRMatrix(1, 2, [0, 2], [0, 1], [1.0, 1.0])
+    B = CSRMatrix(2, 1, [0, 1, 2], [0, 0], [1.0, -1.0])
+    C = spgemm(A, B)
+    @test nnz(C) == 1 && C.data == [0.0] && C.indices == [0]
+    for (TvA, TiA, TvB, TiB) in ((Float32, Int32, Float32, Int32), (Float32, Int32, Float64, Int64),
+                                 (Int64, Int64, Int32, Int32))
+        A = randcsr(TvA, TiA, 25, 18, 0.3; dups=true)
+        B = randcsr(TvB, TiB, 18, 22, 0.3; dups=true)
+        C = spgemm(A, B)
+        Tc = promote_type(TvA, TvB)
+        @test eltype(C.data) == Tc && eltype(C.indices) == promote_type(TiA, TiB)
+        @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), Tc)
+    end
+    @test_throws DimensionMismatch spgemm(randcsr(Float64, Int64, 2, 3, 0.5), randcsr(Float64, Int64, 2, 3, 0.5))
+    # the low-level numeric phase refuses an indptrC that does not match the product
+    A = randcsr(Float64, Int64, 6, 5, 0.6; emptyrows=false)
+    B = randcsr(Float64, Int64, 5, 4, 0.6; emptyrows=false)
+    ip = zeros(Int64, 7)
+    SparseJL.spgemm_symbolic!(ip, 6, 5, 4, A.indptr, A.indices, B.indptr, B.indices)
+    bad = copy(ip); bad[2:end] .+= 1                 # one extra entry claimed in row 0
+    err = try
+        SparseJL.spgemm_numeric!(zeros(Int64, bad[end]), zeros(bad[end]), bad, 6, 5, 4,
+                                 A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+        nothing
+    catch e
+        e
+    end
+    @test err isa ArgumentError && occursin("does not match the structure of A*B (first at row 0)", err.msg)
+end
+
+@testset "BSR SpGEMM" begin
+    for b in (1, 2, 3, 4, 8, 16, 64), density in (0.0, 0.3, 1.0)
+        mb, kb, nb = b >= 16 ? (2, 3, 2) : (6, 5, 4)
+        A = randbsr(Float64, Int64, mb, kb, b, density; dups=true)
+        B = randbsr(Float64, Int64, kb, nb, b, density; dups=true)
+        C = spgemm(A, B)
+        check_format(C)
+        @test blocksize(C) == b
+        @test close(Matrix(C), Matrix(A) * Matrix(B), Float64)
+        for I in 1:mb
+            @test issorted(C.indices[C.indptr[I]+1:C.indptr[I+1]]; lt=<=)
+        end
+    end
+    A = randbsr(Float32, Int32, 5, 4, 3, 0.5)
+    B = randbsr(Float64, Int64, 4, 6, 3, 0.5)
+    C = spgemm(A, B)
+    @test eltype(C.data) == Float64
+    @test close(Matrix(C), Float64.(Matrix(A)) * Matrix(B), Float32)
+    @test_throws DimensionMismatch spgemm(randbsr(Float64, Int64, 2, 2, 2, 0.5), randbsr(Float64, Int64, 1, 2, 4, 0.5))
+end
+
+end # testset kernels
+
+# --- the C entry points, driven as Python drives them -------------------------------------------
+
+addr(x) = Int64(UInt(pointer(x)))
+
+"""
+Call a job at `f` with the given slots after an error buffer of `errcap` bytes, poisoned so that
+a missing NUL terminator shows; the message is read only on failure, as Python does.
+"""
+function cabi_call(f::Ptr{Cvoid}, slots::Integer...; errcap::Integer=512)
+    err = fill(0xff, max(errcap, 1))
+    args = Int64[errcap == 0 ? 0 : addr(err), errcap, slots...]
+    status = GC.@preserve err args ccall(f, Cint, (Ptr{Int64},), pointer(args))
+    msg = status == 0 || errcap == 0 ? "" : GC.@preserve err unsafe_string(pointer(err))
+    return Int(status), msg
+end
+
+const SERVE, RESOLVE, EVAL = CABI.bootstrap_pointers()
+
+"Resolve `key` through the `resolve` entry point: (status, pointer, message)."
+function resolve(key::String)
+    name, out = Vector{UInt8}(key), Int64[0]
+    status, msg = GC.@preserve name out cabi_call(RESOLVE, addr(name), length(name), addr(out))
+    return status, Ptr{Cvoid}(UInt(reinterpret(UInt64, out[1]))), msg
+end
+
+function entry(key::String)
+    status, f, msg = resolve(key)
+    status == 0 || error("resolve($key) failed: $msg")
+    return f
+end
+
+# Python's operands: sparse arrays as they are, dense operands row-major (Julia: transposed).
+csr_slots(A::CSRMatrix) = (nnz(A), addr(A.indptr), addr(A.indices), addr(A.data))
+
+@testset "CABI" begin
+    @testset "bootstrap and resolve" begin
+        @test all(p -> p != C_NULL, (SERVE, RESOLVE, EVAL))
+        @test CABI.bootstrap_pointers() == (SERVE, RESOLVE, EVAL)
+        status, f, _ = resolve("csr_spmm:Float64,Int32,Float64,Float64")
+        @test status == 0 && f != C_NULL
+        @test resolve("csr_spmm:Float64,Int32,Float64,Float64")[2] == f      # cached
+        for (key, words) in (
+                ("nope:Float64", "unknown kernel \"nope\""),
+                ("csr_spmm", "is not of the form kernel:T1,T2,..."),
+                ("csr_spmm:Float64,Int32,Float64", "csr_spmm takes 4 types, got 3"),
+                ("csr_spmm:Float64,Float32,Float64,Float64", "type 2 is an index type"),
+                ("csr_spmm:Float64,Int32,Complex,Float64", "unknown type \"Complex\""),
+                ("csr_spmm:Float64,Int32,Base.Float64,Float64", "unknown type \"Base.Float64\""),
+                ("cuda_nothing", ""))
+            status, f, msg = resolve(key)
+            @test status == 1 && f == C_NULL && occursin(words, msg)
+        end
+        name = Vector{UInt8}("csr_spmm:Float64,Int32,Float64,Float64")
+        @test cabi_call(RESOLVE, addr(name), -1, 0)[1] == 1
+        @test cabi_call(RESOLVE, 0, 5, 0) == (1, "resolve: the key pointer is null")
+    end
+
+    @testset "eval" begin
+        src, out = Vector{UInt8}("x_sjl = 20; x_sjl + 22"), zeros(UInt8, 64)
+        @test GC.@preserve src out cabi_call(EVAL, addr(src), length(src), addr(out), 64) == (0, "")
+        @test unsafe_string(pointer(out)) == "42"
+        src = Vector{UInt8}("error(\"boom from eval\")")
+        status, msg = GC.@preserve src out cabi_call(EVAL, addr(src), length(src), addr(out), 64)
+        @test status == 2 && msg == "boom from eval"
+        src = Vector{UInt8}("throw(DimensionMismatch(\"dm\"))")
+        @test (GC.@preserve src out cabi_call(EVAL, addr(src), length(src), addr(out), 64))[1] == 1
+        # the message is cut to the buffer, NUL-terminated, on a character boundary
+        src = Vector{UInt8}("error(\"ééééé\")")
+        status, msg = GC.@preserve src out cabi_call(EVAL, addr(src), length(src), addr(out), 64; errcap=6)
+        @test status == 2 && msg == "éé"
+        @test (GC.@preserve src out cabi_call(EVAL, addr(src), length(src), addr(out), 64; errcap=0))[1] == 2
+    end
+
+    @testset "csr_spmm" begin
+        for (TvA, Ti, TvB, TvC) in ((Float64, Int32, Float64, Float64), (Float32, Int64, Float64, Float64),
+                                    (Float32, Int32, Float32, Float32))
+            f = entry("csr_spmm:$TvA,$Ti,$TvB,$TvC")
+            for (m, k, n) in ((0, 0, 3), (5, 0, 2), (23, 17, 1), (23, 17, 6))
+                A = randcsr(TvA, Ti, m, k, 0.3; dups=true)
+                B = randn(TvB, k, n)
+                Brm, Crm = rowmajor(B), fill(TvC(NaN), n, m)
+                status, msg = GC.@preserve A Brm Crm cabi_call(f, m, k, n, csr_slots(A)..., addr(Brm), addr(Crm))
+                @test (status, msg) == (0, "")
+                @test close(permutedims(Crm), Float64.(Matrix(A)) * Float64.(B), TvC)
+            end
+        end
+        f = entry("csr_spmm:Float64,Int32,Float64,Float64")
+        A = randcsr(Float64, Int32, 4, 3, 0.5)
+        Brm, Crm = ones(2, 3), zeros(2, 4)
+        call(A; m=4, k=3, n=2, nnz=nnz(A)) = GC.@preserve A Brm Crm cabi_call(
+            f, m, k, n, nnz, addr(A.indptr), addr(A.indices), addr(A.data), addr(Brm), addr(Crm))
+        @test call(A) == (0, "")
+        A.indptr[3] = A.indptr[4] + 1
+        @test call(A) == (1, "indptr decreases at position 3 ($(A.indptr[3]) then $(A.indptr[4]))")
+        A = CSRMatrix{Float64,Int32}(4, 3, Int32[0, 1, 1, 1, 1], Int32[5], [1.0]; check=false)
+        @test call(A) == (1, "indices[0] = 5 is out of range for 3 columns")
+        A = CSRMatrix{Float64,Int32}(4, 3, Int32[0, 1, 1, 1, 2], Int32[0], [1.0]; check=false)
+        @test call(A; nnz=1) == (1, "indptr ends at 2, past the 1 stored values")
+        @test call(A; n=-2) == (1, "n = -2 is negative")
+        @test call(A; m=typemax(Int64))[1] == 1
+        Z = Int64[0]
+        @test GC.@preserve Z cabi_call(f, 2, 2, 2, 0, 0, 0, 0, addr(Z), addr(Z)) ==
+              (1, "indptr (slot 6) is a null pointer for 3 elements")
+        # an input error raised by a conversion inside the kernel is status 1 too
+        g = entry("csr_spmm:Float64,Int32,Float64,Int32")
+        A = CSRMatrix{Float64,Int32}(1, 1, Int32[0, 1], Int32[0], [0.5])
+        Bi, Ci = ones(1, 1), zeros(Int32, 1, 1)
+        status, msg = GC.@preserve A Bi Ci cabi_call(g, 1, 1, 1, csr_slots(A)..., addr(Bi), addr(Ci))
+        @test status == 1 && occursin("InexactError", msg)
+    end
+
+    @testset "bsr_spmm" begin
+        for (TvA, Ti, TvB, TvC) in ((Float64, Int32, Float64, Float64), (Float32, Int64, Float32, Float32))
+            f = entry("bsr_spmm:$TvA,$Ti,$TvB,$TvC")
+            for b in (1, 3, 4, 16), n in (1, 20)
+                mb, kb = 5, 4
+                A = randbsr(TvA, Ti, mb, kb, b, 0.4; dups=true)
+                B = randn(TvB, kb * b, n)
+                Brm, Crm = rowmajor(B), fill(TvC(NaN), n, mb * b)
+                status, msg = GC.@preserve A Brm Crm cabi_call(f, mb, kb, n, b, length(A.indices),
+                    addr(A.indptr), addr(A.indices), addr(A.data), addr(Brm), addr(Crm))
+                @test (status, msg) == (0, "")
+                @test close(permutedims(Crm), Float64.(Matrix(A)) * Float64.(B), TvC)
+            end
+        end
+        f = entry("bsr_spmm:Float64,Int64,Float64,Float64")
+        A = randbsr(Float64, Int64, 2, 2, 2, 1.0)
+        A.indices[1] = 7
+        Brm, Crm = ones(1, 4), zeros(1, 4)
+        @test GC.@preserve A Brm Crm cabi_call(f, 2, 2, 1, 2, length(A.indices), addr(A.indptr),
+            addr(A.indices), addr(A.data), addr(Brm), addr(Crm)) ==
+            (1, "indices[0] = 7 is out of range for 2 block columns")
+        @test GC.@preserve A Brm Crm cabi_call(f, 2, 2, 1, 0, length(A.indices), addr(A.indptr),
+            addr(A.indices), addr(A.data), addr(Brm), addr(Crm)) ==
+            (1, "block size b = 0 must be at least 1")
+    end
+
+    @testset "csr_spgemm symbolic + numeric" begin
+        for (TvA, TiA, TvB, TiB, TiC, TvC) in ((Float64, Int32, Float64, Int32, Int32, Float64),
+                                               (Float32, Int64, Float64, Int32, Int64, Float64))
+            sym = entry("csr_spgemm_symbolic:$TiA,$TiB")
+            num = entry("csr_spgemm_numeric:$TvA,$TiA,$TvB,$TiB,$TiC,$TvC")
+            for (m, k, n) in ((0, 3, 2), (4, 0, 3), (12, 9, 14)), density in (0.2, 0.7)
+                A = randcsr(TvA, TiA, m, k, density; dups=true)
+                B = randcsr(TvB, TiB, k, n, density; dups=true)
+                indptrC = fill(Int64(-7), m + 1)
+                status, msg = GC.@preserve A B indptrC cabi_call(sym, m, k, n,
+                    nnz(A), addr(A.indptr), addr(A.indices), nnz(B), addr(B.indptr), addr(B.indices), addr(indptrC))
+                @test (status, msg) == (0, "")
+                nC = indptrC[end]
+                indicesC, dataC = Vector{TiC}(undef, nC), Vector{TvC}(undef, nC)
+                status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, m, k, n,
+                    csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+                @test (status, msg) == (0, "")
+                C = CSRMatrix{TvC,TiC}(m, n, Vector{TiC}(indptrC), indicesC, dataC)
+                @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), TvA)
+                @test SparseMatrixCSC(C) == spgemm(A, B) |> SparseMatrixCSC
+            end
+        end
+        sym = entry("csr_spgemm_symbolic:Int32,Int32")
+        A = randcsr(Float64, Int32, 3, 3, 1.0)
+        B = CSRMatrix{Float64,Int32}(3, 3, Int32[0, 1, 0, 1], Int32[0], [1.0]; check=false)
+        indptrC = zeros(Int64, 4)
+        @test GC.@preserve A B indptrC cabi_call(sym, 3, 3, 3, nnz(A), addr(A.indptr), addr(A.indices),
+            1, addr(B.indptr), addr(B.indices), addr(indptrC)) ==
+            (1, "B: indptr decreases at position 2 (1 then 0)")
+        num = entry("csr_spgemm_numeric:Float64,Int32,Float64,Int32,Int32,Float64")
+        B = randcsr(Float64, Int32, 3, 3, 1.0)
+        indptrC = Int64[0, 1, 1, 2]                     # not what A*B gives
+        indicesC, dataC = zeros(Int32, 2), zeros(2)
+        status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, 3, 3, 3,
+            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+        @test status == 1 && occursin("C: indptr does not match the structure of A*B", msg)
+        indptrC = Int64[0, 3, 1, 2]
+        status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, 3, 3, 3,
+            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+        @test (status, msg) == (1, "C: indptr decreases at position 2 (3 then 1)")
+    end
+
+    @testset "bsr_spgemm_numeric" begin
+        sym = entry("csr_spgemm_symbolic:Int64,Int32")
+        num = entry("bsr_spgemm_numeric:Float64,Int64,Float32,Int32,Int32,Float64")
+        for b in (1, 2, 5), (mb, kb, nb) in ((0, 2, 2), (4, 3, 5))
+            A = randbsr(Float64, Int64, mb, kb, b, 0.5; dups=true)
+            B = randbsr(Float32, Int32, kb, nb, b, 0.5; dups=true)
+            indptrC = zeros(Int64, mb + 1)
+            status, _ = GC.@preserve A B indptrC cabi_call(sym, mb, kb, nb, length(A.indices),
+                addr(A.indptr), addr(A.indices), length(B.indices), addr(B.indptr), addr(B.indices), addr(indptrC))
+            @test status == 0
+            nC = indptrC[end]
+            indicesC, dataC = Vector{Int32}(undef, nC), Array{Float64}(undef, b, b, nC)
+            status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, mb, kb, nb, b,
+                length(A.indices), addr(A.indptr), addr(A.indices), addr(A.data),
+                length(B.indices), addr(B.indptr), addr(B.indices), addr(B.data),
+                addr(indptrC), addr(indicesC), addr(dataC))
+            @test (status, msg) == (0, "")
+            C = BSRMatrix{Float64,Int32}(mb * b, nb * b, Vector{Int32}(indptrC), indicesC, dataC)
+            @test close(Matrix(C), Matrix(A) * Float64.(Matrix(B)), Float32)
+        end
+    end
+end
+
