@@ -40,18 +40,64 @@ def _sparse_operand(A, backend):
                           value_dtypes=getattr(backend, "VALUE_DTYPES", None) or _default_dtypes())
 
 
-def spmm(A, B, *, backend: str | None = None):
+def _check_out(out, shape, dtype, operands):
+    """`out` must be exactly what spmm would allocate, writeable, and share no memory with an input."""
+    xp = array_module(out)
+    if not isinstance(out, xp.ndarray):
+        raise TypeError(f"out must be an array, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype} (the promoted type of A and B)")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if xp is np and not out.flags.writeable:
+        raise ValueError("out is read-only")
+    for name, a in operands:
+        if xp is np and a.size and out.size and np.may_share_memory(out, a):
+            raise ValueError(f"out overlaps {name}")
+
+
+def _result_shape(view, B, vector):
+    return (view.shape[0],) if vector else (view.shape[0], B.shape[1])
+
+
+def spmm(A, B, *, backend: str | None = None, out=None):
     """A @ B for a sparse A (CSR or BSR) and a dense matrix or vector B.
 
     Returns a dense array on A's device (NumPy, or CuPy for CuPy operands) with the dtype NumPy's
-    promotion gives (float32 @ float32 -> float32, anything with float64 -> float64).
+    promotion gives (float32 @ float32 -> float32, anything with float64 -> float64). With `out`,
+    the result is written there (it must have that shape and dtype, be C-contiguous and writeable,
+    and not overlap A or B) and `out` is returned.
     """
     view = as_view(A)
     mod = _select_backend(backend, _on_gpu(view.data, B))
     view = _sparse_operand(view, mod)
     B, vector = _dense_operand(B, view.shape[1], mod)
-    out = mod.spmm(view, B)
-    return out.reshape(view.shape[0]) if vector else out
+    dtype = np.result_type(view.dtype, B.dtype)
+    m, n = view.shape[0], B.shape[1]
+    if out is not None:
+        _check_out(out, (m,) if vector else (m, n), dtype,
+                   [("B", B), ("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)])
+    if getattr(mod, "WRITES_OUT", False):  # the backend fills a given array: no copy of the result
+        target = out.reshape(m, n) if out is not None else _allocate(array_module(B), (m, n), dtype)
+        result = mod.spmm(view, B, out=target)
+    else:
+        result = mod.spmm(view, B)
+        if out is not None:
+            out.reshape(m, n)[...] = result
+    if out is not None:
+        return out
+    return result.reshape(m) if vector else result
+
+
+def _allocate(xp, shape, dtype):
+    try:
+        return xp.empty(shape, dtype=dtype)
+    except MemoryError:
+        size = np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize
+        raise ValueError(f"the {shape[0]}x{shape[1]} {np.dtype(dtype).name} result needs {size / 2**30:.1f} GiB, "
+                         "more than can be allocated") from None
 
 
 def spgemm(A, B, *, backend: str | None = None):

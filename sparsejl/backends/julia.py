@@ -13,6 +13,7 @@ from .. import runtime
 
 NAME, DEVICE = "julia", "cpu"
 VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
+WRITES_OUT = True
 _JULIA_TYPES = {"float16": "Float16", "float32": "Float32", "float64": "Float64", "int32": "Int32", "int64": "Int64"}
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -30,11 +31,11 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-def spmm(A, B: np.ndarray) -> np.ndarray:
-    """A (m×k CSR/BSR) @ B (k×n, C-contiguous) into a fresh C-contiguous m×n array."""
+def spmm(A, B: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """A (m×k CSR/BSR) @ B (k×n, C-contiguous) into `out` (m×n, C-contiguous, the promoted dtype)."""
     m, k = A.shape
     n = B.shape[1]
-    C = np.empty((m, n), dtype=np.result_type(A.dtype, B.dtype))
+    C = out
     arrays = (A.indptr, A.indices, A.data, B, C)
     if A.format == "csr":
         slots = [m, k, n, len(A.indices)]
