@@ -79,6 +79,7 @@ __device__ __forceinline__ void store_pair(void* C, long long idx, float x, floa
 #endif
 }
 
+#define MAX_ROW_BLOCKS 1024
 #define A_LD (BS + 8)
 #define B_LD (BN + 8)
 #define A_TILE (BS * A_LD)
@@ -106,8 +107,15 @@ bsr_spmm_mma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ ind
     const long long start = indptr[brow], stop = indptr[brow + 1];
     const int nblk = (int)(stop - start);
 
-    auto load_stage = [&](int slot, long long p) {
-        const long long bcol = indices[p];
+    // the block row's column indices, loaded once: the B rows each stage copies depend on them,
+    // and a global load inside the pipeline would stall every stage on its latency
+    __shared__ int s_col[MAX_ROW_BLOCKS];
+    for (int i = tid; i < nblk && i < MAX_ROW_BLOCKS; i += NTHREADS) s_col[i] = (int)indices[start + i];
+    __syncthreads();
+
+    auto load_stage = [&](int slot, int it) {
+        const long long p = start + it;
+        const long long bcol = it < MAX_ROW_BLOCKS ? (long long)s_col[it] : (long long)indices[p];
         const u16* ablk = data + p * (long long)(BS * BS);
         u16* as = As + slot * A_TILE;
         #pragma unroll
@@ -137,7 +145,7 @@ bsr_spmm_mma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ ind
 
     #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < nblk) load_stage(s, start + s);
+        if (s < nblk) load_stage(s, s);
         cp_async_commit();
     }
 
@@ -146,7 +154,7 @@ bsr_spmm_mma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ ind
         __syncthreads();
         {
             int nxt = it + STAGES - 1;
-            if (nxt < nblk) load_stage(nxt % STAGES, start + nxt);
+            if (nxt < nblk) load_stage(nxt % STAGES, nxt);
             cp_async_commit();
         }
         const int slot = it % STAGES;

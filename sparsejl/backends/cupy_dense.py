@@ -32,12 +32,11 @@ def spmm(A, B):
 
 def spgemm(A, B):
     import cupy
-    import cupyx.scipy.sparse as csp
     from ..formats import BSR, CSR
     out = _cuda.result_dtype(A.data.dtype, B.data.dtype)
     work = out if out in (np.float32, np.float64) else np.dtype(np.float32)
     product = cupy.matmul(_cuda.todense(A).astype(work, copy=False), _cuda.todense(B).astype(work, copy=False))
-    C = csp.csr_matrix(product)
+    C = _dense_to_csr(product)
     if A.format == "bsr":
         from .cupy_backend import csr_to_bsr
         C = csr_to_bsr(CSR(C.data, C.indices, C.indptr, C.shape), A.blocksize, BSR)
@@ -45,3 +44,13 @@ def spgemm(A, B):
     if work == out:
         return C
     return CSR(C.data.astype(out), C.indices, C.indptr, C.shape)
+
+
+def _dense_to_csr(D):
+    """The non-zeros of a dense CuPy matrix as a canonical cupyx CSR (rows in order, columns sorted)."""
+    import cupy
+    import cupyx.scipy.sparse as csp
+    rows, cols = cupy.nonzero(D)  # row-major order: sorted within each row
+    indptr = cupy.zeros(D.shape[0] + 1, dtype=np.int64)
+    indptr[1:] = cupy.cumsum(cupy.bincount(rows, minlength=D.shape[0]))
+    return csp.csr_matrix((D[rows, cols], cols.astype(np.int32), indptr.astype(np.int32)), shape=D.shape)

@@ -14,6 +14,7 @@ of docs/abi.md.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import threading
 
@@ -75,8 +76,9 @@ def _retyped(A, B):
 
 
 def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
-    """A @ B. `alg` overrides cuSPARSE's SpMM algorithm; for BSR, `blocked_ell` (from
-    `to_blocked_ell(A)`) runs the Blocked-ELL SpMM instead of the BSR one."""
+    """A @ B. BSR runs through cuSPARSE's Blocked-ELL SpMM (tensor cores for 16-bit values) on a
+    Blocked-ELL copy of A made once and cached (`blocked_ell` passes one explicitly), unless
+    `alg` names another cuSPARSE algorithm (e.g. CUSPARSE_SPMM_BSR_ALG1 on A's BSR arrays)."""
     import cupy
     A, B, out = _retyped(A, B)
     rt, dev = _ready()
@@ -87,9 +89,11 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
         return C
     stream = _cuda.current_stream_ptr()
     (indptr, indices), idx = _cuda.common_index(A.indptr, A.indices)
-    if A.format == "csr" and int(indptr[-1]) == 0:
+    if len(indices) == 0:  # nothing stored; cuSPARSE writes empty rows itself otherwise (beta = 0)
         C.fill(0)
         return C
+    if A.format == "bsr" and blocked_ell is None and alg is None:
+        blocked_ell = _blocked_ell(A)
     if A.format == "bsr" and blocked_ell is not None:
         colind, values, ellcols = blocked_ell
         key = f"cuda_bell_spmm:{_cuda.julia_type(values.dtype)},{_cuda.julia_type(colind.dtype)}," \
@@ -108,6 +112,36 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
                  _ptr(B), _ptr(C), CUSPARSE_SPMM_BSR_ALG1 if alg is None else alg]
         rt.call("cuda_bsr_spmm:" + types, slots, (indptr, indices, A.data, B, C))
     return C
+
+
+# Blocked-ELL copies of BSR matrices, by the identity of A's buffers. The entry holds A's arrays,
+# so the addresses in the key cannot be reused while it lives; values changed in place are not
+# seen: call clear_cache() after modifying a matrix that was multiplied before.
+_BELL_CACHE_SIZE = 8
+_bell_cache: "collections.OrderedDict" = collections.OrderedDict()
+#: Blocked-ELL pads every block row to the longest; above this much padding BSR_ALG1 is used instead
+MAX_BELL_PADDING = 4.0
+
+
+def clear_cache() -> None:
+    _bell_cache.clear()
+
+
+def _blocked_ell(A):
+    key = (_ptr(A.data), _ptr(A.indices), _ptr(A.indptr), A.shape, A.blocksize, A.data.dtype.str)
+    hit = _bell_cache.get(key)
+    if hit is not None:
+        _bell_cache.move_to_end(key)
+        return hit[1]
+    nnzb = len(A.indices)
+    mb = len(A.indptr) - 1
+    bell = to_blocked_ell(A)
+    if nnzb and bell[2] * mb > MAX_BELL_PADDING * nnzb:
+        bell = None  # too skewed: BSR_ALG1 on A itself
+    _bell_cache[key] = ((A.data, A.indices, A.indptr), bell)
+    while len(_bell_cache) > _BELL_CACHE_SIZE:
+        _bell_cache.popitem(last=False)
+    return bell
 
 
 def to_blocked_ell(A, index_dtype=np.int32):
@@ -139,13 +173,14 @@ def spgemm(A, B):
         C = spgemm(bsr_to_csr(A), bsr_to_csr(B))
         return csr_to_bsr(C, A.blocksize, BSR)
     out = _cuda.result_dtype(A.data.dtype, B.data.dtype)
+    work = out if out in (np.float32, np.float64) else np.dtype(np.float32)  # cuSPARSE SpGEMM: no 16-bit
     rt, dev = _ready()
     stream = _cuda.current_stream_ptr()
     m, k = A.shape
     n = B.shape[1]
     (ia, ja, ib, jb), idx = _cuda.common_index(A.indptr, A.indices, B.indptr, B.indices)
-    da, db = _cuda.same_dtype(A.data, out), _cuda.same_dtype(B.data, out)
-    key = f"cuda_csr_spgemm_compute:{_cuda.julia_type(out)},{_cuda.julia_type(idx)}"
+    da, db = _cuda.same_dtype(A.data, work), _cuda.same_dtype(B.data, work)
+    key = f"cuda_csr_spgemm_compute:{_cuda.julia_type(work)},{_cuda.julia_type(idx)}"
     res = np.zeros(2, dtype=np.int64)
     rt.call(key, [dev, stream, m, k, n, len(ja), _ptr(ia), _ptr(ja), _ptr(da), len(jb), _ptr(ib), _ptr(jb),
                   _ptr(db), res.ctypes.data], (ia, ja, da, ib, jb, db, res))
@@ -153,13 +188,13 @@ def spgemm(A, B):
     try:
         indptr = cupy.empty(m + 1, dtype=idx)
         indices = cupy.empty(nnz, dtype=idx)
-        data = cupy.empty(nnz, dtype=out)
+        data = cupy.empty(nnz, dtype=work)
     except BaseException:
         rt.call("cuda_csr_spgemm_release", [dev, stream, state])
         raise
     rt.call("cuda_csr_spgemm_copy", [dev, stream, state, _ptr(indptr), _ptr(indices), _ptr(data)],
             (ia, ja, da, ib, jb, db, indptr, indices, data))
-    if out in (np.float32, np.float64) and idx == np.int32:
+    if work == out and idx == np.int32:
         # cuSPARSE writes each row's columns sorted and merged: canonical already
         return csp.csr_matrix((data, indices, indptr), shape=(m, n))
-    return CSR(data, indices, indptr, (m, n))
+    return CSR(data.astype(out, copy=False), indices, indptr, (m, n))

@@ -235,9 +235,9 @@ def _as_torch(a, torch):
     return torch.as_tensor(a, device="cuda")
 
 
-def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs, with_bell=True):
+def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
     import cupy
-    from ..backends import cupy_backend, julia_cuda
+    from ..backends import _bsr_kernels, cupy_backend, julia_cuda
     torch = _torch()
     dt = case.dtype
     res = []
@@ -264,20 +264,25 @@ def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs, w
         for cfg in configs:
             res.append(_run_method(case, f"cupy[{','.join(map(str, cfg))}]",
                                    lambda i, cfg=cfg: cupy_backend.spmm(A, Bs[i % nB], config=cfg), ref, timer, dt))
+    if A.format == "bsr":
+        counts = cupy.diff(A.indptr.astype(np.int64))
+        order = cupy.argsort(-counts).astype(np.int32)  # heaviest block rows first
+        res.append(_run_method(case, "cupy[lpt]", lambda i: _bsr_kernels.bsr_spmm(A, Bs[i % nB], Bs[0].dtype,
+                                                                                  row_order=order),
+                               ref, timer, dt, note="CTAs of the heaviest block rows launched first"))
     if julia_cuda.availability() is None:
-        res.append(_run_method(case, "julia-cuda", lambda i: julia_cuda.spmm(A, Bs[i % nB]), ref, timer, dt,
-                               note="cuSPARSE " + ("BSR_ALG1" if A.format == "bsr" else "CSR, ALG_DEFAULT")))
-        if A.format == "bsr" and with_bell:
-            try:
-                t0 = time.perf_counter()
-                bell = julia_cuda.to_blocked_ell(A)
-                cupy.cuda.Device().synchronize()
-                conv_ms = (time.perf_counter() - t0) * 1e3
-                res.append(_run_method(case, "julia-cuda[bell]",
-                                       lambda i: julia_cuda.spmm(A, Bs[i % nB], blocked_ell=bell), ref, timer, dt,
-                                       note=f"cuSPARSE Blocked-ELL, width {bell[2]} blocks; conversion {conv_ms:.1f} ms not timed"))
-            except Exception as exc:
-                res.append(MethodResult("julia-cuda[bell]", False, note=f"failed: {type(exc).__name__}: {exc}"))
+        note = "cuSPARSE CSR, ALG_DEFAULT"
+        if A.format == "bsr":
+            t0 = time.perf_counter()
+            bell = julia_cuda.to_blocked_ell(A)
+            cupy.cuda.Device().synchronize()
+            note = (f"cuSPARSE Blocked-ELL, width {bell[2]} blocks (mean {len(A.indices) / (len(A.indptr) - 1):.1f}); "
+                    f"conversion {(time.perf_counter() - t0) * 1e3:.1f} ms, once, cached")
+            del bell
+        res.append(_run_method(case, "julia-cuda", lambda i: julia_cuda.spmm(A, Bs[i % nB]), ref, timer, dt, note=note))
+        if A.format == "bsr":
+            res.append(_run_method(case, "julia-cuda[bsr_alg1]", lambda i: julia_cuda.spmm(A, Bs[i % nB], alg=14),
+                                   ref, timer, dt, note="cuSPARSE BSR SpMM, CUSPARSE_SPMM_BSR_ALG1"))
         if A.format == "csr":
             res.append(_run_method(case, "julia-cuda[alg2]", lambda i: julia_cuda.spmm(A, Bs[i % nB], alg=6), ref,
                                    timer, dt, note="cuSPARSE CSR_ALG2"))
@@ -316,7 +321,7 @@ def ceilings(timer: Timer) -> Dict[str, float]:
     return out
 
 
-def spmm_case(label, A, n, dtype, timer, ceil, configs, seed, with_bell=True) -> CaseResult:
+def spmm_case(label, A, n, dtype, timer, ceil, configs, seed) -> CaseResult:
     import cupy
     from ..backends import _cuda
     m, k = A.shape
@@ -334,7 +339,7 @@ def spmm_case(label, A, n, dtype, timer, ceil, configs, seed, with_bell=True) ->
         case.floor_compute_ms = case.flops / (peak * 1e12) * 1e3
     if ceil.get("copy_GBps"):
         case.floor_memory_ms = bytes_min / (ceil["copy_GBps"] * 1e9) * 1e3
-    case.methods = spmm_methods(A, Bs, ref, dense_A, case, timer, configs if A.format == "bsr" else (), with_bell)
+    case.methods = spmm_methods(A, Bs, ref, dense_A, case, timer, configs if A.format == "bsr" else ())
     del Bs, dense_A, ref
     cupy.get_default_memory_pool().free_all_blocks()
     return case
@@ -402,7 +407,7 @@ def spgemm_case(label, m, density, dtype, timer, seed) -> CaseResult:
 def environment() -> Dict[str, object]:
     import cupy
     from cupy_backends.cuda.libs import cusparse
-    env: Dict[str, object] = {"date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
+    env: Dict[str, object] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "host": socket.gethostname(), "python": sys.version.split()[0],
                               "platform": platform.platform()}
     props = cupy.cuda.runtime.getDeviceProperties(0)
@@ -483,9 +488,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few small cases only")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--configs", default="128,2,2,3;256,2,4,3;128,2,2,4;64,2,2,4",
+    ap.add_argument("--configs", default="128,2,2,4;256,2,4,3;256,2,4,4;64,2,2,4;128,4,2,3;128,2,4,3",
                     help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
-    ap.add_argument("--configs32", default="128,1,4,4;256,2,4,4;128,2,2,4")
+    ap.add_argument("--configs32", default="256,2,4,4;128,2,2,4;256,1,8,4;128,2,4,4;64,1,4,6")
     args = ap.parse_args(argv)
     from .. import shapes
     timer = Timer(reps=args.reps)
@@ -515,7 +520,7 @@ def main(argv=None):
             seed += 10
             label = f"{model} {layer} n={n} b=64 d=0.1 bf16"
             plan.append((label, lambda m=m, k=k, n=n, s=seed, label=label: spmm_case(
-                label, make_bsr(m, k, 64, 0.1, "bfloat16", s), n, "bfloat16", timer, ceil, [], s, with_bell=False)))
+                label, make_bsr(m, k, 64, 0.1, "bfloat16", s), n, "bfloat16", timer, ceil, [], s)))
         for model, layer in BERT_BASE_LAYERS:
             m, k, n = shapes.mkn(model, layer, tokens=512)
             for b in (32,):
@@ -536,7 +541,7 @@ def main(argv=None):
             plan.append((label, lambda mm=mm, d=d, s=seed, dt=dt, label=label: spgemm_case(label, mm, d, dt, timer, s)))
 
     cases: List[CaseResult] = []
-    stamp = datetime.datetime.utcnow().strftime("%Y%m%d-%H%M")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
     gpu = str(env.get("gpu", "gpu")).replace("NVIDIA ", "").replace(" ", "-")
     base = os.path.join(args.out, f"gpu-{gpu}-{stamp}")
     os.makedirs(args.out, exist_ok=True)
