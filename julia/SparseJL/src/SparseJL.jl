@@ -15,11 +15,14 @@ export CSRMatrix, BSRMatrix, check_format, spmm, spmm!, spgemm, blocksize
 
 include("checks.jl")
 include("threading.jl")
+include("simd.jl")
 include("csr.jl")
 include("bsr.jl")
 include("spmm.jl")
 include("spgemm.jl")
 include("cuda/cuda.jl")
 include("cabi.jl")
+
+__init__() = (WIDE_VECTORS[] = detect_wide_vectors(); nothing)
 
 end # module

@@ -96,29 +96,132 @@ end
 # --- BSR ---------------------------------------------------------------------------------------
 # Block row I of C, as Ct[:, rows of I] (n×b), is the sum over its blocks k of
 # Bt[:, cols of block column J] (n×b) * data[:, :, k] (b×b, the stored transpose). The unit of work
-# is an L×R tile of that output, kept in registers while every block of the row is swept, so each
-# output element is written exactly once; the L rows of Bt touched per column are one cache line.
+# is a tile of that output (a few cache lines along n by a few columns), kept in registers while
+# every block of the row is swept, so each output element is written exactly once and the panel of
+# B a tile touches stays in L1.
 
-# Output tile height (along n): two 64-byte lines of Bt per column.
+# Output tile height (along n) of the portable kernel: two 64-byte lines of Bt per column.
 tile_rows(::Type{T}) where {T} = max(1, 128 ÷ max(sizeof(T), 1))
 const TILE_COLS = 4
 
 function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
     n = size(Bt, 1)
     b = blocksize(A)
-    L = tile_rows(eltype(Ct))
-    R = min(TILE_COLS, b)
     indptr = A.indptr
     cumwork = r -> Int(@inbounds indptr[r+1]) * b + r
     work = widemul(nnzb(A) * b * b, n)
-    rows! = bsr_rows_kernel(Val(L), Val(R))     # one dynamic dispatch per call, not per tile
+    rows! = bsr_rows_kernel(Ct, A, Bt)           # one dynamic dispatch per call, not per tile
     foreach_rowchunk((lo, hi) -> rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
     return Ct
 end
 
-bsr_rows_kernel(::Val{L}, ::Val{R}) where {L,R} =
+# Explicit SIMD where all three operands share a float type and live in plain arrays.
+function bsr_rows_kernel(Ct::Matrix{T}, A::BSRMatrix{T}, Bt::Matrix{T}) where {T<:SIMDFloat}
+    U, R = simd_tile_shape(blocksize(A))
+    return simd_rows_kernel(Val(U), Val(R))
+end
+simd_rows_kernel(::Val{U}, ::Val{R}) where {U,R} =
+    (Ct, A, Bt, lo, hi) -> bsr_spmm_rows_simd!(Ct, A, Bt, lo, hi, Val(U), Val(R))
+
+function bsr_rows_kernel(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
+    L = tile_rows(eltype(Ct))
+    R = min(TILE_COLS, blocksize(A))
+    return scalar_rows_kernel(Val(L), Val(R))
+end
+scalar_rows_kernel(::Val{L}, ::Val{R}) where {L,R} =
     (Ct, A, Bt, lo, hi) -> bsr_spmm_rows!(Ct, A, Bt, lo, hi, Val(L), Val(R))
 
+"""
+    simd_tile_shape(b) -> (U, R)
+
+Output tile of the SIMD kernel: `U` 64-byte vectors along n by `R` output columns, sized so the
+U*R accumulators, U vectors of B and one broadcast fit the vector registers (32 with AVX-512,
+16 with AVX2, where each 64-byte vector takes two).
+"""
+function simd_tile_shape(b::Int)
+    U, Rmax = WIDE_VECTORS[] ? (2, 8) : (1, 4)
+    R = b < Rmax ? b : b % Rmax == 0 ? Rmax : min(4, Rmax)
+    return U, R
+end
+
+"Whether the CPU has 32 512-bit vector registers (AVX-512); set when the package loads."
+const WIDE_VECTORS = Ref(false)
+
+function detect_wide_vectors()
+    Sys.islinux() || return false
+    try
+        return occursin(r"\bavx512f\b", read("/proc/cpuinfo", String))
+    catch
+        return false
+    end
+end
+
+function bsr_spmm_rows_simd!(Ct::Matrix{T}, A::BSRMatrix{T}, Bt::Matrix{T}, lo::Int, hi::Int,
+                             ::Val{U}, ::Val{R}) where {T,U,R}
+    n = size(Ct, 1)
+    b = blocksize(A)
+    W = lanes(T)
+    nR = b - b % R
+    indptr, indices = A.indptr, A.indices
+    GC.@preserve Ct A Bt begin
+        pC, pB, pD = pointer(Ct), pointer(Bt), pointer(A.data)
+        for I in lo:hi
+            l0 = 1
+            while l0 + U * W - 1 <= n
+                for r0 in 1:R:nR
+                    bsr_tile_simd!(pC, pB, pD, n, b, indptr, indices, I, l0, r0, Val(U), Val(R))
+                end
+                l0 += U * W
+            end
+            while l0 + W - 1 <= n
+                for r0 in 1:R:nR
+                    bsr_tile_simd!(pC, pB, pD, n, b, indptr, indices, I, l0, r0, Val(1), Val(R))
+                end
+                l0 += W
+            end
+            nR < b && l0 > 1 && bsr_tile_any!(Ct, A, Bt, I, 1:l0-1, nR+1:b)
+            l0 <= n && bsr_tile_any!(Ct, A, Bt, I, l0:n, 1:b)
+        end
+    end
+    return nothing
+end
+
+# Ct[l0 .+ (0:U*W-1), rows r0:r0+R-1 of block row I] in U*R vector accumulators; per block column
+# c, U vectors of Bt[:, c] are loaded once and multiplied by R broadcast block entries.
+@generated function bsr_tile_simd!(pC::Ptr{T}, pB::Ptr{T}, pD::Ptr{T}, n::Int, b::Int,
+                                   indptr, indices, I::Int, l0::Int, r0::Int,
+                                   ::Val{U}, ::Val{R}) where {T,U,R}
+    W, s = lanes(T), sizeof(T)
+    acc(u, r) = Symbol(:acc_, u, :_, r)
+    bv(u) = Symbol(:b_, u)
+    init = [:($(acc(u, r)) = vzero(Val($W), $T)) for u in 1:U for r in 1:R]
+    loadb = [:($(bv(u)) = vload(Val($W), pc + $((u - 1) * W * s))) for u in 1:U]
+    fmas = Expr[]
+    for r in 1:R
+        push!(fmas, :(d = vbroadcast(Val($W), unsafe_load(pd, $(r - 1) * b + 1))))
+        append!(fmas, [:($(acc(u, r)) = vmuladd($(bv(u)), d, $(acc(u, r)))) for u in 1:U])
+    end
+    store = [:(vstore!(pC + ((ro + $(r - 1)) * n + l0 - 1 + $((u - 1) * W)) * $s, $(acc(u, r))))
+             for u in 1:U for r in 1:R]
+    quote
+        $(init...)
+        @inbounds for k in Int(indptr[I])+1:Int(indptr[I+1])
+            pc = pB + (Int(indices[k]) * b * n + l0 - 1) * $s      # &Bt[l0, J*b + 1]
+            pd = pD + ((k - 1) * b * b + (r0 - 1) * b) * $s         # &data[1, r0, k]
+            for c in 1:b
+                $(loadb...)
+                $(fmas...)
+                pc += n * $s
+                pd += $s
+            end
+        end
+        ro = (I - 1) * b + r0 - 1                                   # 0-based first output column
+        $(store...)
+        return nothing
+    end
+end
+
+# Portable kernel for mixed or non-float element types and non-Array operands.
 function bsr_spmm_rows!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int,
                         ::Val{L}, ::Val{R}) where {L,R}
     n = size(Ct, 1)
