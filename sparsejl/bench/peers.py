@@ -82,6 +82,15 @@ def _blas_threads() -> Optional[int]:
 
 class Dense(Contender):
     name, library, fmt = "dense", "NumPy BLAS", "dense"
+    #: a dense SpGEMM baseline beyond this many multiply-adds takes minutes and is not a target
+    MAX_SPGEMM_FLOPS = 4e9
+
+    def applies(self, case):
+        if case.op == "spgemm" and case.m * case.k * case.n > self.MAX_SPGEMM_FLOPS:
+            return (f"dense {case.m}x{case.k}·{case.k}x{case.n} is "
+                    f"{case.m * case.k * case.n:.2g} multiply-adds: not run for SpGEMM "
+                    f"beyond {self.MAX_SPGEMM_FLOPS:.0g}")
+        return super().applies(case)
 
     def prepare(self, case, A, B):
         Ad = A.toarray()
