@@ -12,10 +12,12 @@ called directly from the calling thread, which Julia >= 1.9 adopts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -31,6 +33,8 @@ INSTALL_HINT = (
     "fetches official binaries, as does https://julialang.org/downloads. The 'scipy' and 'dense' "
     "backends work without Julia."
 )
+FORKED = ("Julia was started in a parent process and cannot run in a child made by fork(); start children "
+          "with multiprocessing's 'spawn' or 'forkserver' method, or use the 'scipy' or 'dense' backend there")
 _STATUS_INVALID, _STATUS_JULIA = 1, 2
 _ERRCAP = 4096
 _SPIN_TRIES = 64  # sem_trywait polls before sleeping: a warm job returns within a few µs
@@ -193,8 +197,7 @@ class Runtime:
 
     def _run(self, fptr: int, slots, keepalive) -> None:
         if os.getpid() != self._pid:
-            raise RuntimeError("the Julia runtime was started in a parent process and cannot be used after "
-                               "fork(); use multiprocessing's 'spawn' or 'forkserver' start method")
+            raise RuntimeError(FORKED)
         if self._owner is None and self._direct_thread not in (None, threading.get_ident()):
             raise RuntimeError(f"Julia {self.version} was started by another embedder in this process and cannot "
                                "be entered from a thread it did not start (Julia >= 1.9 can); call sparsejl "
@@ -292,6 +295,22 @@ def _running_libjulia():
     return lib if is_init() else None
 
 
+@contextlib.contextmanager
+def _python_keeps_sigint():
+    """Julia's start-up takes SIGINT for itself; give it back so Ctrl-C reaches Python.
+
+    sigaction is process-wide and callable from any thread (signal.signal is main-thread only).
+    Julia's own threads keep SIGINT blocked, so it is always delivered to a Python thread.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = ctypes.create_string_buffer(256)  # larger than struct sigaction on every Linux ABI
+    libc.sigaction(signal.SIGINT, None, saved)
+    try:
+        yield
+    finally:
+        libc.sigaction(signal.SIGINT, saved, None)
+
+
 def _start() -> Runtime:
     t0 = time.perf_counter()
     lib = _running_libjulia()
@@ -309,7 +328,8 @@ def _start() -> Runtime:
             lib = ctypes.CDLL(info["libjulia"], mode=ctypes.RTLD_GLOBAL)
             init = getattr(lib, "jl_init_with_image__threading", None) or lib.jl_init_with_image
             init.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-            init(info["bindir"].encode(), info["sysimage"].encode())
+            with _python_keeps_sigint():
+                init(info["bindir"].encode(), info["sysimage"].encode())
             serve, resolve, evaluate, threads, version = _parse(_load(lib))
             rt = Runtime(lib, version, threads, resolve, evaluate, os.getpid(), threading.current_thread(), 0.0)
             booted["runtime"] = rt
@@ -328,6 +348,16 @@ def _start() -> Runtime:
     rt = booted["runtime"]
     rt.start_seconds = time.perf_counter() - t0
     return rt
+
+
+def _after_fork_in_child() -> None:
+    global _start_lock
+    _start_lock = threading.Lock()  # another thread may have held it at fork time
+    if _runtime is not None:
+        _runtime._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get() -> Runtime:
@@ -353,7 +383,7 @@ def get() -> Runtime:
 def unavailable_reason() -> str | None:
     """Why Julia cannot be used here, or None when it can; never starts Julia."""
     if _runtime is not None:
-        return None
+        return None if _runtime._pid == os.getpid() else FORKED
     if _start_error is not None:
         return str(_start_error)
     if _running_libjulia() is not None:

@@ -1,0 +1,58 @@
+"""A Julia that is missing, foreign, too old or crashing: a clear error, and the other backends work."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = """
+import json, warnings, numpy as np, scipy.sparse as sp, sparsejl
+reason = {s.name: s.reason for s in sparsejl.backends()}["julia"]
+A = sp.csr_array(np.eye(3)); B = np.arange(6.0).reshape(3, 2)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    fallback = bool((sparsejl.spmm(A, B) == B).all() and (sparsejl.spmm(A, B, backend="dense") == B).all())
+try:
+    sparsejl.spmm(A, B, backend="julia"); forced = None
+except RuntimeError as exc:
+    forced = str(exc)
+print(json.dumps({"reason": reason, "fallback": fallback, "forced": forced}))
+"""
+
+
+def fake(tmp_path, body):
+    path = tmp_path / "julia"
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("case,words", [
+    ("missing", "is not an executable file"),
+    ("not-julia", "did not answer as a working Julia"),
+    ("too-old", "older than the 1.5"),
+    ("crashes", "crashed with signal"),
+    ("not-executable", "is not an executable file"),
+])
+def test_start_up_failure(case, words, tmp_path):
+    julia = {
+        "missing": lambda: str(tmp_path / "nothing-here"),
+        "not-julia": lambda: "/bin/true",
+        "too-old": lambda: fake(tmp_path, 'printf "1.4.2\\n/usr/bin\\n/x/sys.so\\n/x/libjulia.so.1"'),
+        "crashes": lambda: fake(tmp_path, "kill -SEGV $$"),
+        "not-executable": lambda: fake(tmp_path, "exit 0"),
+    }[case]()
+    if case == "not-executable":
+        os.chmod(julia, 0o644)
+    env = dict(os.environ, SPARSEJL_JULIA=julia, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert words in result["reason"] and "SPARSEJL_JULIA" in result["reason"]
+    assert result["fallback"]
+    assert result["forced"] and words in result["forced"]
