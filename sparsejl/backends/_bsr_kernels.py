@@ -5,6 +5,8 @@ Two kernels, both reading SciPy's BSR arrays and row-major B/C in place:
 * ``bsr_spmm_mma``: tensor cores (``mma.sync`` m16n8k16, fp16 or bf16 in, fp32 accumulate) with a
   ``cp.async`` pipeline; blocksizes 16, 32, 64; ``n`` a multiple of 8. One CTA per
   (block row, ``BN`` columns) tile walks the stored blocks of its block row.
+* ``bsr_spmm_wgmma``: Hopper (sm_90a) warpgroup tensor cores (``wgmma``), blocksize 64, fp16/bf16,
+  compiled by NVRTC for sm_90a through CuPy's NVRTC bindings (CuPy's RawModule targets sm_90).
 * ``bsr_spmm_generic``: CUDA cores, any value dtype and blocksize up to 128, any ``n``.
 
 cuSPARSE has BSR and Blocked-ELL SpMM too; the benchmark compares them (docs/gpu-notes.md).
@@ -271,6 +273,164 @@ bsr_spmm_generic(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__
 }
 """
 
+def _wgmma_source():
+    """The wgmma kernel's CUDA source (its 64-register operand lists are written out here)."""
+    regs = ", ".join(f"%{i}" for i in range(64))
+    outs = ", ".join(f'"+f"(d[{i}])' for i in range(64))
+    return r'''// Block-sparse SpMM for 64x64 blocks on Hopper's warpgroup tensor-core instructions (wgmma,
+// sm_90a). One CTA = WG warpgroups computing a 64 x (WG*128) tile of C for one block row: per
+// stored block, the 64x64 A block and the 64 rows of B it selects are copied (cp.async, STAGES
+// deep) into shared memory in the no-swizzle core-matrix layout that wgmma reads directly:
+// A K-major (as stored), B MN-major (row-major B, the transpose flag set). fp32 accumulators.
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+#define BS 64
+#define WN 128
+#define BN (WG * WN)
+#define NTHREADS (WG * 128)
+#define A_BYTES (BS * BS * 2)
+#define B_BYTES (BS * BN * 2)
+#define STAGE_BYTES (A_BYTES + B_BYTES)
+#define MAX_ROW_BLOCKS 1024
+
+__device__ __forceinline__ void cp_async16(u32 saddr, const void* gptr, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(saddr), "l"(gptr), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
+
+__device__ __forceinline__ u64 smem_desc(u32 saddr, u32 lbo, u32 sbo) {
+    u64 d = 0;
+    d |= (u64)((saddr & 0x3FFFF) >> 4);
+    d |= (u64)((lbo >> 4) & 0x3FFF) << 16;
+    d |= (u64)((sbo >> 4) & 0x3FFF) << 32;
+    return d;   // base offset 0, no swizzle
+}
+
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 da, u64 db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+#if IS_BF16
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+#else
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+#endif
+        "{''' + regs + r'''}, %64, %65, p, 1, 1, 0, 1;\n}\n"
+        : ''' + outs + r'''
+        : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+#if IS_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+__device__ __forceinline__ void store_pair(void* C, long long idx, float x, float y, bool ok0, bool ok1) {
+#if OUT_KIND == 1
+    float* c = (float*)C + idx;
+    if (ok0 && ok1) { *(float2*)c = make_float2(x, y); }
+    else if (ok0) { c[0] = x; }
+#else
+    u16* c = (u16*)C + idx;
+    u32 v = pack2(x, y);
+    if (ok0 && ok1) { *(u32*)c = v; }
+    else if (ok0) { c[0] = (u16)(v & 0xffffu); }
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(NTHREADS)
+bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ indices,
+               const u16* __restrict__ data, const u16* __restrict__ B, void* __restrict__ C,
+               long long n, const int* __restrict__ row_order)
+{
+    extern __shared__ __align__(128) unsigned char smem[];
+    __shared__ int s_col[MAX_ROW_BLOCKS];
+    const u32 sbase = (u32)__cvta_generic_to_shared(smem);
+
+    const int brow = row_order ? row_order[blockIdx.x] : blockIdx.x;
+    const long long n0 = (long long)blockIdx.y * BN;
+    const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, wg = tid >> 7;
+
+    const long long start = indptr[brow], stop = indptr[brow + 1];
+    const int nblk = (int)(stop - start);
+    for (int i = tid; i < nblk && i < MAX_ROW_BLOCKS; i += NTHREADS) s_col[i] = (int)indices[start + i];
+    __syncthreads();
+
+    auto load_stage = [&](int slot, int it) {
+        const long long p = start + it;
+        const long long bcol = it < MAX_ROW_BLOCKS ? (long long)s_col[it] : (long long)indices[p];
+        const u16* ablk = data + p * (long long)(BS * BS);
+        const u32 as = sbase + slot * STAGE_BYTES;
+        #pragma unroll
+        for (int c = tid; c < BS * BS / 8; c += NTHREADS) {      // A: row m, k-chunk kc
+            int m = c >> 3, kc = c & 7;
+            cp_async16(as + kc * 1024 + m * 16, ablk + m * BS + kc * 8, 16);
+        }
+        const u16* brows = B + bcol * BS * n;
+        const u32 bs = as + A_BYTES;
+        #pragma unroll
+        for (int c = tid; c < BS * BN / 8; c += NTHREADS) {      // B: row k, n-chunk nc
+            int k = c / (BN / 8), nc = c % (BN / 8);
+            long long col = n0 + nc * 8;
+            bool ok = col < n;
+            cp_async16(bs + (k >> 3) * (BN * 16) + nc * 128 + (k & 7) * 16, brows + k * n + (ok ? col : 0), ok ? 16 : 0);
+        }
+    };
+
+    float acc[64];
+    #pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+
+    #pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < nblk) load_stage(s, s);
+        cp_async_commit();
+    }
+    for (int it = 0; it < nblk; ++it) {
+        cp_async_wait<STAGES - 2>();
+        fence_proxy_async();
+        __syncthreads();
+        const u32 as = sbase + (it % STAGES) * STAGE_BYTES;
+        const u32 bs = as + A_BYTES + wg * (WN / 8) * 128;
+        wgmma_fence();
+        #pragma unroll
+        for (int kk = 0; kk < BS / 16; ++kk) {
+            u64 da = smem_desc(as + kk * 2 * 1024, 1024, 128);
+            u64 db = smem_desc(bs + kk * 2 * (BN * 16), BN * 16, 128);
+            wgmma_m64n128k16(acc, da, db);
+        }
+        wgmma_commit();
+        wgmma_wait<1>();
+        __syncthreads();
+        int nxt = it + STAGES - 1;
+        if (nxt < nblk) load_stage(nxt % STAGES, nxt);
+        cp_async_commit();
+    }
+    wgmma_wait<0>();
+    cp_async_wait<0>();
+
+    const long long r = (long long)brow * BS + warp * 16 + (lane >> 2);
+    #pragma unroll
+    for (int j = 0; j < WN / 8; ++j) {
+        long long col = n0 + wg * WN + j * 8 + (lane & 3) * 2;
+        bool ok0 = col < n, ok1 = col + 1 < n;
+        store_pair(C, r * n + col, acc[j * 4 + 0], acc[j * 4 + 1], ok0, ok1);
+        store_pair(C, (r + 8) * n + col, acc[j * 4 + 2], acc[j * 4 + 3], ok0, ok1);
+    }
+}
+'''
+
+WGMMA_SOURCE = _wgmma_source()
+
 #: tile configurations of the tensor-core kernel: blocksize -> (BN, WARPS_M, WARPS_N, STAGES)
 MMA_CONFIGS = {
     16: (128, 1, 4, 4),
@@ -290,6 +450,45 @@ def _mma_kernel(bs: int, bn: int, wm: int, wn: int, stages: int, bf16: bool, out
     smem = stages * (bs * (bs + 8) + bs * (bn + 8)) * 2
     kern.max_dynamic_shared_size_bytes = smem
     return kern, smem, wm * wn * 32
+
+
+#: wgmma kernel configuration: (warpgroups per CTA, pipeline stages); the CTA tile is 64 × 128·WG
+WGMMA_CONFIG = (1, 4)
+
+
+@functools.lru_cache(maxsize=None)
+def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
+    import cupy
+    from cupy_backends.cuda.libs import nvrtc
+    opts = ("--gpu-architecture=sm_90a", "-std=c++17", f"-DWG={wg}", f"-DSTAGES={stages}",
+            f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
+            f"-DINDEX_T={'int' if index == 'int32' else 'long long'}")
+    prog = nvrtc.createProgram(WGMMA_SOURCE, "bsr_wgmma.cu", (), ())
+    try:
+        try:
+            nvrtc.compileProgram(prog, opts)
+        except Exception as exc:
+            raise RuntimeError(f"NVRTC failed on the wgmma kernel: {exc}\n{nvrtc.getProgramLog(prog)}") from None
+        cubin = nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    module = cupy.cuda.function.Module()
+    module.load(cubin)
+    kern = module.get_function("bsr_spmm_wgmma")
+    smem = stages * (64 * 64 + 64 * 128 * wg) * 2
+    kern.max_dynamic_shared_size_bytes = smem
+    return module, kern, smem, wg * 128
+
+
+@functools.lru_cache(maxsize=None)
+def _is_sm90(device: int) -> bool:
+    import cupy
+    return cupy.cuda.Device(device).compute_capability == "90"
+
+
+def wgmma_eligible(A, B, out_dtype) -> bool:
+    import cupy
+    return A.blocksize == 64 and mma_eligible(A, B, out_dtype) and _is_sm90(cupy.cuda.runtime.getDevice())
 
 
 _VAL_KIND = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
@@ -318,8 +517,9 @@ def mma_eligible(A, B, out_dtype) -> bool:
 def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
     """C = A @ B for a BSR view A and a C-contiguous B, CuPy arrays of one dtype; C is fresh (or `out`).
 
-    `config` overrides the tile configuration (BN, WARPS_M, WARPS_N, STAGES) of the tensor-core
-    kernel; `row_order` (int32 block-row permutation) sets the order in which CTAs are launched.
+    `config` overrides the tile configuration (BN, WARPS_M, WARPS_N, STAGES) of the mma.sync
+    kernel, or picks the wgmma kernel as ("wgmma", warpgroups, STAGES); `row_order` (int32
+    block-row permutation) sets the order in which CTAs are launched.
     """
     import cupy
     m, k = A.shape
@@ -333,6 +533,16 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
     if indptr.dtype != indices.dtype:
         (indptr, indices), _ = _cuda.common_index(indptr, indices)
     index = _cuda.dtype_name(indices.dtype)
+    if config is not None and config[0] == "wgmma" and not wgmma_eligible(A, B, out_dtype):
+        raise ValueError("the wgmma kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
+    if config is not None and config[0] == "wgmma":
+        _, wg, stages = config
+        _, kern, smem, threads = _wgmma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
+                                               _cuda.dtype_name(out_dtype) == "float32", index)
+        order = 0 if row_order is None else row_order
+        kern((mb, (n + 128 * wg - 1) // (128 * wg)), (threads,), (indptr, indices, A.data, B, C, np.int64(n), order),
+             shared_mem=smem)
+        return C
     if mma_eligible(A, B, out_dtype):
         bn, wm, wn, stages = config or MMA_CONFIGS[b]
         kern, smem, threads = _mma_kernel(b, bn, wm, wn, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",

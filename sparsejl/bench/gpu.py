@@ -186,6 +186,7 @@ class CaseResult:
     bytes_min: float
     floor_compute_ms: Optional[float] = None
     floor_memory_ms: Optional[float] = None
+    floor_l2_ms: Optional[float] = None
     methods: List[MethodResult] = field(default_factory=list)
 
 
@@ -310,6 +311,10 @@ def ceilings(timer: Timer) -> Dict[str, float]:
     y = cupy.empty_like(x)
     t = statistics.median(timer.gpu_ms(lambda i: cupy.copyto(y, x)))
     out["copy_GBps"] = 2 * x.nbytes / (t * 1e-3) / 1e9
+    # L2: copies between two 8 MiB buffers that stay resident (bytes read + written)
+    xs, ys = x[: 8 << 20], y[: 8 << 20]
+    t = statistics.median(timer.gpu_ms(lambda i: cupy.copyto(ys, xs)))
+    out["l2_copy_GBps"] = 2 * xs.nbytes / (t * 1e-3) / 1e9
     for dt in ("float16", "bfloat16"):
         try:
             a = make_dense(8192, 8192, dt, 1)
@@ -339,6 +344,11 @@ def spmm_case(label, A, n, dtype, timer, ceil, configs, seed) -> CaseResult:
         case.floor_compute_ms = case.flops / (peak * 1e12) * 1e3
     if ceil.get("copy_GBps"):
         case.floor_memory_ms = bytes_min / (ceil["copy_GBps"] * 1e9) * 1e3
+    if A.format == "bsr" and ceil.get("l2_copy_GBps"):
+        # an output-stationary tiling (a CTA owns b rows × 128 columns of C) streams every stored
+        # block's b rows of B once per block and A once per 128-column tile, out of L2
+        l2_bytes = (len(A.indices) * b * n + nstored * max(1, n // 128)) * isz
+        case.floor_l2_ms = l2_bytes / (ceil["l2_copy_GBps"] * 1e9) * 1e3
     case.methods = spmm_methods(A, Bs, ref, dense_A, case, timer, configs if A.format == "bsr" else ())
     del Bs, dense_A, ref
     cupy.get_default_memory_pool().free_all_blocks()
@@ -467,7 +477,8 @@ def report(env, ceil, cases: List[CaseResult]) -> str:
         lines.append(f"## {c.op} {c.label}: {c.fmt.upper()} {c.m}×{c.k} · {c.k}×{c.n}, density {c.density}, "
                      f"block {c.blocksize}, {c.dtype}")
         lines.append("")
-        lines.append(f"floors: compute {_fmt(c.floor_compute_ms, '.4f')} ms, memory {_fmt(c.floor_memory_ms, '.4f')} ms")
+        lines.append(f"floors: compute {_fmt(c.floor_compute_ms, '.4f')} ms, memory {_fmt(c.floor_memory_ms, '.4f')} ms, "
+                     f"L2 traffic of a 128-column tiling {_fmt(c.floor_l2_ms, '.4f')} ms")
         lines.append("")
         lines.append("| method | median ms | p10–p90 | TFLOP/s (sparse) | × dense | host µs | rel. error | note |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -488,7 +499,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few small cases only")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--configs", default="128,2,2,4;256,2,4,3;256,2,4,4;64,2,2,4;128,4,2,3;128,2,4,3",
+    ap.add_argument("--configs", default="wgmma,1,4;wgmma,1,6;wgmma,2,3;wgmma,2,4;128,2,2,4;256,2,4,4;128,2,4,3;"
+                                         "256,1,4,3;128,1,2,4",
                     help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
     ap.add_argument("--configs32", default="256,2,4,4;128,2,2,4;256,1,8,4;128,2,4,4;64,1,4,6")
     args = ap.parse_args(argv)
@@ -498,8 +510,9 @@ def main(argv=None):
     print(json.dumps(env, indent=1), flush=True)
     ceil = ceilings(timer)
     print(json.dumps(ceil), flush=True)
-    cfg64 = [tuple(int(x) for x in c.split(",")) for c in args.configs.split(";") if c]
-    cfg32 = [tuple(int(x) for x in c.split(",")) for c in args.configs32.split(";") if c]
+    def parse(spec):
+        return [tuple(x if x == "wgmma" else int(x) for x in c.split(",")) for c in spec.split(";") if c]
+    cfg64, cfg32 = parse(args.configs), parse(args.configs32)
 
     plan = []  # (label, thunk)
     layers = TARGET_LAYERS if not args.quick else [("bert-large", "ffn.down")]
