@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default 1)")
     p.add_argument("--max-call-s", type=float, default=None,
                    help="skip timing a backend whose checked call took longer (default: none; "
-                        "20 s for --full)")
+                        "5 s for --full)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                    help="stop after this many minutes; the rest is recorded as 'stopped'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -152,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyError as exc:
         print(f"sparsejl-bench: {exc.args[0]}", file=sys.stderr)
         return 2
-    max_call = args.max_call_s if args.max_call_s is not None else (20.0 if args.full else None)
+    max_call = args.max_call_s if args.max_call_s is not None else (5.0 if args.full else None)
     deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
     stop = (lambda: time.monotonic() > deadline) if deadline else None
 

@@ -62,10 +62,12 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
     if ax is None:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+        fig, ax = plt.subplots(figsize=(11, 5.2))
+        fig.subplots_adjust(left=0.07, right=0.62, top=0.92, bottom=0.11)
     else:
         fig = ax.figure
     lines = _series(records)
+    threads = {r["backend"]: r["threads"] for r in records if r["status"] == "ok"}
     if backends is not None:
         lines = OrderedDict((b, lines[b]) for b in backends if b in lines)
     densities = sorted({r["density"] for r in records})
@@ -73,7 +75,8 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
     for name, pts in lines.items():
         pts = sorted(pts)
         be = break_even(pts)
-        label = name + (f" (break-even d≈{be:.2f})" if be is not None else
+        label = f"{name} [{threads.get(name)} thr]" + (
+            f" (break-even d≈{be:.2f})" if be is not None else
                         (" (faster than dense throughout)" if min(s for _, s in pts) > 1
                          else " (slower than dense throughout)"))
         (line,) = ax.plot([d for d, _ in pts], [s for _, s in pts], marker="o", label=label)
@@ -89,17 +92,13 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
         ax.set_xticklabels([f"{d:g}" for d in densities])
     ax.grid(True, which="both", alpha=0.3)
     if records:
-        r0 = records[0]
-        ax.set_title(title or group_title(r0), fontsize=10)
-        threads = sorted({str(r["threads"]) for r in records if r["status"] == "ok"})
+        ax.set_title(title or group_title(records[0]), fontsize=10)
         absent = sorted({f"{r['backend']} ({r['status']})" for r in records
-                         if r["status"] != "ok" and r["backend"] not in lines})
-        foot = "X: break-even density. threads per backend: " + ", ".join(
-            sorted({f"{r['backend']}={r['threads']}" for r in records if r["status"] == "ok"}))
+                         if r["status"] != "ok" and r["backend"] not in lines
+                         and r["backend"] != "dense"})
+        foot = "✕ = break-even density (speedup 1); [n thr] = threads"
         if absent:
-            foot += "\nnot drawn: " + ", ".join(absent)
-        ax.annotate(foot, xy=(0, 0), xycoords="figure fraction", xytext=(4, 2),
-                    textcoords="offset points", fontsize=6.5, va="bottom")
-        del threads
-    ax.legend(fontsize=7.5, loc="best")
+            foot += "\nnot drawn: " + ",\n  ".join(absent)
+        ax.text(1.02, 0.0, foot, transform=ax.transAxes, fontsize=7, va="bottom", ha="left")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

@@ -75,15 +75,17 @@ def quick(dtype: str = "float32") -> List[Case]:
 
 
 def full(dtype: str = "float32") -> List[Case]:
-    """Density sweeps for every layer × token count (unstructured and BSR 32), a blocksize
-    sweep at density 0.1 and 128 tokens, the SpGEMM cases and the target cases."""
-    cases = []
-    for model, layer in LAYERS:
-        for n in TOKENS:
-            for b in (1, 32):
+    """Most telling first, so that a run cut short by ``--time-limit`` still has the core:
+    the quick cases; BSR 32 density sweeps of every layer at 128, 16, 1 and 512 tokens; the
+    same unstructured; a blocksize sweep (1…64) at density 0.1 and 128 tokens; SpGEMM."""
+    cases = list(quick(dtype))
+    for b in (32, 1):
+        for n in (128, 16, 1, 512):
+            for model, layer in LAYERS:
                 cases += [_spmm(model, layer, n, d, b, dtype) for d in DENSITIES]
+    for model, layer in LAYERS:
         cases += [_spmm(model, layer, 128, 0.1, b, dtype) for b in BLOCKSIZES]
-    return _unique(quick(dtype) + cases + spgemm_cases(dtype))
+    return _unique(cases + spgemm_cases(dtype))
 
 
 SUITES = {"main": main_job, "quick": quick, "full": full}
