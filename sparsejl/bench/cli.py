@@ -126,13 +126,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.repeats < 5:
         print("sparsejl-bench: --repeats must be at least 5", file=sys.stderr)
         return 2
-    from . import threads
-    threads.pin(args.threads)  # before Julia starts: JULIA_NUM_THREADS is read once
-
-    from . import env, peers, report, suites
+    from . import env, peers, report, suites, threads
     from .sweep import run
 
     if args.list:
+        threads.pin(args.threads)
         for name, c in peers.CONTENDERS.items():
             ok, why = c.availability()
             print(f"{name:20s} {c.library:32s} {'available' if ok else 'missing: ' + str(why)}")
@@ -152,6 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyError as exc:
         print(f"sparsejl-bench: {exc.args[0]}", file=sys.stderr)
         return 2
+    threads.pin(args.threads, backends)  # before Julia starts: JULIA_NUM_THREADS is read once
     max_call = args.max_call_s if args.max_call_s is not None else (5.0 if args.full else None)
     deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
     stop = (lambda: time.monotonic() > deadline) if deadline else None
@@ -167,6 +166,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     wall = time.monotonic() - t0
     environment["threads"] = threads.report()  # now that every library is loaded
     environment["julia"] = env.julia_info()
+    environment["versions"] = env.versions()
 
     print(terminal_table([r for r in records if r["op"] == "spmm" and r["model"] == "bert-base"
                           and r["layer"] == "ffn.up" and r["n"] == 128]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib
 import io
 import os
 import platform
@@ -15,8 +14,9 @@ from . import threads
 
 __all__ = ["capture", "cpu_model", "versions", "numpy_blas", "julia_info"]
 
-_LIBRARIES = ("numpy", "scipy", "sparsejl", "torch", "sparse_dot_mkl", "graphblas",
-              "suitesparse_graphblas", "matplotlib", "threadpoolctl", "tqdm")
+#: distributions whose versions a report gives (read from metadata: nothing is imported)
+_DISTRIBUTIONS = ("numpy", "scipy", "sparsejl", "torch", "sparse-dot-mkl", "mkl",
+                  "python-graphblas", "suitesparse-graphblas", "matplotlib", "threadpoolctl", "tqdm")
 
 
 def cpu_model() -> Optional[str]:
@@ -55,23 +55,30 @@ def _memory_bytes() -> Optional[int]:
 
 
 def versions() -> Dict[str, Optional[str]]:
-    """Versions of the libraries compared (None: not installed)."""
-    out = {}
-    for name in _LIBRARIES:
+    """Versions of the libraries compared (None: not installed); MKL's and GraphBLAS's own
+    library versions too once the peers have loaded them."""
+    from importlib import metadata
+    out: Dict[str, Optional[str]] = {}
+    for name in _DISTRIBUTIONS:
         try:
-            mod = importlib.import_module(name)
-            out[name] = str(getattr(mod, "__version__", "?"))
-        except Exception:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             out[name] = None
-    if out.get("sparse_dot_mkl"):
+    if out["sparsejl"] is None:  # run from a source tree that is not pip-installed
         try:
-            out["mkl"] = importlib.import_module("sparse_dot_mkl").mkl_get_version_string()
+            import sparsejl
+            out["sparsejl"] = f"{sparsejl.__version__} (source tree)"
         except Exception:
             pass
-    if out.get("graphblas"):
+    if "sparse_dot_mkl" in sys.modules:
         try:
-            about = importlib.import_module("graphblas").ss.about
-            out["suitesparse:graphblas"] = str(about["library_version"])
+            out["mkl library"] = sys.modules["sparse_dot_mkl"].mkl_get_version_string()
+        except Exception:
+            pass
+    if "graphblas" in sys.modules:
+        try:
+            about = sys.modules["graphblas"].ss.about
+            out["SuiteSparse:GraphBLAS library"] = str(about["library_version"])
         except Exception:
             pass
     return out

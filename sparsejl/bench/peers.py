@@ -248,6 +248,9 @@ class JuliaKernel(Contender):
             return C.copy()
         return run
 
+    def threads(self):
+        return SparseJL.threads(self)
+
     def time_inside(self, repeats, warmup, min_time):
         answer = _julia_runtime().eval(
             f"__sparsejl_bench_time({self._call}, {int(repeats)}, {int(warmup)}, {float(min_time)!r})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 __all__ = ["ENV_VARS", "pin", "report"]
 
@@ -18,8 +18,11 @@ ENV_VARS = ("JULIA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL
 _limits = None  # threadpoolctl's limiter, kept alive for the whole process
 
 
-def pin(n: int) -> Dict[str, object]:
-    """Set ``n`` threads everywhere this process can; returns what was set where."""
+def pin(n: int, backends: Optional[Sequence[str]] = None) -> Dict[str, object]:
+    """Set ``n`` threads everywhere this process can; returns what was set where.
+
+    ``backends`` (names like ``"torch:csr"``) limits which peer libraries are imported to be
+    pinned; None pins every one that is installed."""
     global _limits
     n = int(n)
     if n < 1:
@@ -38,21 +41,29 @@ def pin(n: int) -> Dict[str, object]:
         _limits = threadpool_limits(limits=n)
     except ImportError:
         pass
-    try:
-        import torch
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-    try:
-        import sparse_dot_mkl
-        sparse_dot_mkl.mkl_set_num_threads(n)
-    except Exception:
-        pass
-    try:
-        import graphblas
-        graphblas.ss.config["nthreads"] = n
-    except Exception:
-        pass
+    libs = {b.split(":")[0] for b in backends} if backends is not None else None
+
+    def wanted(lib: str) -> bool:
+        return libs is None or lib in libs
+
+    if wanted("torch"):
+        try:
+            import torch
+            torch.set_num_threads(n)
+        except Exception:  # not installed, or a broken install: that peer reports itself
+            pass
+    if wanted("mkl"):
+        try:
+            import sparse_dot_mkl
+            sparse_dot_mkl.mkl_set_num_threads(n)
+        except Exception:
+            pass
+    if wanted("graphblas"):
+        try:
+            import graphblas
+            graphblas.ss.config["nthreads"] = n
+        except Exception:
+            pass
     return report()
 
 
