@@ -42,6 +42,54 @@ function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::Abstract
     return Ct
 end
 
+csr_spmm_rows!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int) =
+    csr_spmm_rows_any!(Ct, A, Bt, lo, hi, 1:size(Ct, 1))
+
+# Explicit SIMD: for each row, a strip of U vectors of Ct[:, i] stays in registers while the
+# row's stored entries are swept, so Ct is written once and each entry costs U loads of Bt.
+function csr_spmm_rows!(Ct::Matrix{T}, A::CSRMatrix{T}, Bt::Matrix{T}, lo::Int,
+                        hi::Int) where {T<:SIMDFloat}
+    n = size(Ct, 1)
+    W = lanes(T)
+    U = WIDE_VECTORS[] ? 4 : 2
+    nU = n - n % (U * W)
+    n1 = n - n % W
+    indptr, indices, data = A.indptr, A.indices, A.data
+    GC.@preserve Ct Bt A begin
+        pC, pB, pA = pointer(Ct), pointer(Bt), pointer(data)
+        for i in lo:hi
+            for l0 in 1:U*W:nU
+                U == 4 ? csr_strip_simd!(pC, pB, pA, indptr, indices, n, i, l0, Val(4)) :
+                         csr_strip_simd!(pC, pB, pA, indptr, indices, n, i, l0, Val(2))
+            end
+            for l0 in nU+1:W:n1
+                csr_strip_simd!(pC, pB, pA, indptr, indices, n, i, l0, Val(1))
+            end
+        end
+    end
+    n1 < n && csr_spmm_rows_any!(Ct, A, Bt, lo, hi, n1+1:n)
+    return nothing
+end
+
+@generated function csr_strip_simd!(pC::Ptr{T}, pB::Ptr{T}, pA::Ptr{T}, indptr, indices, n::Int,
+                                    i::Int, l0::Int, ::Val{U}) where {T,U}
+    W, s = lanes(T), sizeof(T)
+    acc(u) = Symbol(:acc_, u)
+    init = [:($(acc(u)) = vzero(Val($W), $T)) for u in 1:U]
+    fmas = [:($(acc(u)) = vmuladd(vload(Val($W), pb + $((u - 1) * W * s)), a, $(acc(u)))) for u in 1:U]
+    store = [:(vstore!(pC + ((i - 1) * n + l0 - 1 + $((u - 1) * W)) * $s, $(acc(u)))) for u in 1:U]
+    quote
+        $(init...)
+        @inbounds for p in Int(indptr[i])+1:Int(indptr[i+1])
+            a = vbroadcast(Val($W), unsafe_load(pA, p))
+            pb = pB + (Int(indices[p]) * n + l0 - 1) * $s          # &Bt[l0, j]
+            $(fmas...)
+        end
+        $(store...)
+        return nothing
+    end
+end
+
 function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
                         lo::Int, hi::Int) where {Tc}
     indptr, indices, data = A.indptr, A.indices, A.data
@@ -55,13 +103,13 @@ function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix
     return nothing
 end
 
-# Four stored entries per sweep over Ct[:, i] quarter the loads and stores of the output row.
-function csr_spmm_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
-                        lo::Int, hi::Int) where {Tc}
+# Portable kernel over the rows lo:hi and the strip ls of Ct's columns: four stored entries per
+# sweep over Ct[ls, i] quarter the loads and stores of the output.
+function csr_spmm_rows_any!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
+                            lo::Int, hi::Int, ls::UnitRange{Int}) where {Tc}
     indptr, indices, data = A.indptr, A.indices, A.data
-    n = size(Ct, 1)
     @inbounds for i in lo:hi
-        @simd for l in 1:n
+        @simd for l in ls
             Ct[l, i] = zero(Tc)
         end
         p = Int(indptr[i]) + 1
@@ -71,7 +119,7 @@ function csr_spmm_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix
             j3, j4 = Int(indices[p+2]) + 1, Int(indices[p+3]) + 1
             a1, a2 = convert(Tc, data[p]), convert(Tc, data[p+1])
             a3, a4 = convert(Tc, data[p+2]), convert(Tc, data[p+3])
-            @simd for l in 1:n
+            @simd for l in ls
                 s = Ct[l, i]
                 s = muladd(a1, convert(Tc, Bt[l, j1]), s)
                 s = muladd(a2, convert(Tc, Bt[l, j2]), s)
@@ -84,7 +132,7 @@ function csr_spmm_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix
         while p <= pend
             j = Int(indices[p]) + 1
             a = convert(Tc, data[p])
-            @simd for l in 1:n
+            @simd for l in ls
                 Ct[l, i] = muladd(a, convert(Tc, Bt[l, j]), Ct[l, i])
             end
             p += 1

@@ -32,12 +32,17 @@ function partition_rows(cumwork::F, m::Int, nchunks::Int) where {F}
     return bounds
 end
 
+# Chunks per thread: a few, so that a thread the OS runs late (another process on its core) finds
+# its share already taken instead of stalling the whole call.
+const CHUNKS_PER_THREAD = Ref(4)
+
 """
     foreach_rowchunk(f, cumwork, m, work)
 
-Call `f(first_row, last_row)` on contiguous chunks covering rows `1:m`, one per thread when
-`work` (total multiply-adds, roughly) is worth threading, else once on the whole range.
-`f` must not throw: validate before calling.
+Call `f(first_row, last_row)` on contiguous chunks covering rows `1:m`, about equal in work, which
+the calling thread and the other Julia threads claim dynamically; returns when all are done.
+Runs `f(1, m)` directly when `work` (multiply-adds, roughly) is too small to share. `f` should
+not throw: validate first (an exception is rethrown here after all chunks finished).
 """
 function foreach_rowchunk(f::F, cumwork::C, m::Int, work::Integer) where {F,C}
     nt = nthreads()
@@ -45,10 +50,32 @@ function foreach_rowchunk(f::F, cumwork::C, m::Int, work::Integer) where {F,C}
         f(1, m)
         return nothing
     end
-    bounds = partition_rows(cumwork, m, nt)
-    @threads for t in 1:nt
-        lo, hi = bounds[t] + 1, bounds[t+1]
-        lo <= hi && f(lo, hi)
+    nchunks = min(m, CHUNKS_PER_THREAD[] * nt)
+    bounds = partition_rows(cumwork, m, nchunks)
+    next, done = Threads.Atomic{Int}(1), Threads.Atomic{Int}(0)
+    failure = Ref{Any}(nothing)
+    for _ in 2:nt
+        # A helper that starts after the work is gone claims nothing and touches no operand.
+        Threads.@spawn claim_chunks!(f, bounds, next, done, failure)
     end
+    claim_chunks!(f, bounds, next, done, failure)
+    while done[] < nchunks                 # chunks claimed by helpers still running
+        yield()
+    end
+    failure[] === nothing || throw(failure[])
     return nothing
+end
+
+function claim_chunks!(f::F, bounds::Vector{Int}, next, done, failure) where {F}
+    nchunks = length(bounds) - 1
+    while true
+        t = Threads.atomic_add!(next, 1)   # the old value: this chunk is ours
+        t > nchunks && return nothing
+        try
+            f(bounds[t] + 1, bounds[t+1])
+        catch e
+            failure[] = e
+        end
+        Threads.atomic_add!(done, 1)
+    end
 end
