@@ -476,7 +476,8 @@ def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
     module.load(cubin)
     kern = module.get_function("bsr_spmm_wgmma")
     smem = stages * (64 * 64 + 64 * 128 * wg) * 2
-    kern.max_dynamic_shared_size_bytes = smem
+    from cupy_backends.cuda.api import driver
+    driver.funcSetAttribute(kern.ptr, 8, smem)  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
     return module, kern, smem, wg * 128
 
 

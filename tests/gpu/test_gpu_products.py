@@ -45,7 +45,9 @@ def _representable(x, dtype):
 def random_bsr(rng, mb, kb, b, density, dtype):
     """A float64 SciPy BSR whose values are exact in `dtype`, with one empty block row."""
     mask = rng.random((mb, kb)) < density
-    mask[rng.integers(mb)] = False
+    empty = rng.integers(mb)
+    mask[empty] = False
+    mask[(empty + 1) % mb, rng.integers(kb)] = True  # never all zero
     rows, cols = np.nonzero(mask)
     indptr = np.zeros(mb + 1, np.int32)
     np.cumsum(np.bincount(rows, minlength=mb), out=indptr[1:])

@@ -43,6 +43,9 @@ cuCtxGetCurrent(ctx) = ccall(cu(:cuCtxGetCurrent), CUresult, (Ref{CUcontext},), 
 cuMemAllocAsync(ptr, bytes, stream) = ccall(cu(:cuMemAllocAsync), CUresult, (Ref{CUdeviceptr}, Csize_t, CUstream), ptr, bytes, stream)
 cuMemFreeAsync(ptr, stream) = ccall(cu(:cuMemFreeAsync), CUresult, (CUdeviceptr, CUstream), ptr, stream)
 cuStreamSynchronize(stream) = ccall(cu(:cuStreamSynchronize), CUresult, (CUstream,), stream)
+cuDeviceGetDefaultMemPool(pool, dev) = ccall(cu(:cuDeviceGetDefaultMemPool), CUresult, (Ref{Ptr{Cvoid}}, CUdevice), pool, dev)
+cuMemPoolSetAttribute(pool, attr, value) = ccall(cu(:cuMemPoolSetAttribute), CUresult, (Ptr{Cvoid}, Cint, Ref{UInt64}), pool, attr, value)
+const CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = Cint(4)
 cuDriverGetVersion(v) = ccall(cu(:cuDriverGetVersion), CUresult, (Ref{Cint},), v)
 cuGetErrorString(err, str) = ccall(cu(:cuGetErrorString), CUresult, (CUresult, Ref{Ptr{UInt8}}), err, str)
 
