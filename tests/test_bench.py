@@ -121,9 +121,15 @@ def test_should_stop_marks_the_rest_stopped():
     calls = []
     recs = run([TINY, TINY_CSR], ["dense", "scipy:csr"], should_stop=lambda: len(calls) >= 1,
                progress=lambda rec, done, total: calls.append((done, total)))
-    assert len(recs) == 4 and recs[0]["status"] == "ok"
-    assert [r["status"] for r in recs[1:]] == ["stopped"] * 3
+    assert len(recs) == 4 and [r["status"] for r in recs] == ["ok", "ok", "stopped", "stopped"]
     assert calls[-1] == (4, 4)
+
+
+def test_stop_while_timing_leaves_no_median():
+    polls = iter(range(100))
+    recs = run([TINY], ["dense", "scipy:csr"], should_stop=lambda: next(polls) >= 3)
+    assert [r["status"] for r in recs] == ["stopped", "stopped"]
+    assert all(r["median_s"] is None and r["speedup_vs_dense"] is None for r in recs)
 
 
 def test_fewer_than_five_repeats_is_refused():

@@ -40,8 +40,10 @@ fields plus:
 
 Each measurement: convert operands (untimed), one call whose result is checked against a
 float64 SciPy reference, ``warmup`` untimed calls, then ``repeats`` timed samples; the median
-is reported. ``progress(record, done, total)`` is called after every record;
-``should_stop()`` is polled before every measurement.
+is reported. Samples are taken in rounds across the case's backends (every backend once, then
+again), so that a change in machine load falls on all of them alike. ``progress(record, done,
+total)`` is called for every record once its case is finished; ``should_stop()`` is polled
+before each backend is prepared and before each round (records not finished say "stopped").
 """
 from __future__ import annotations
 
@@ -93,20 +95,52 @@ class Case:
         return f"{self.model} {self.layer} {self.op} {what} d={self.density:g} {b} {self.dtype}"
 
 
-def _time(fn: Callable[[], object], repeats: int, warmup: int, min_time: float):
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    number = 1 if one >= min_time else min(1000, math.ceil(min_time / max(one, 1e-7)))
-    times = []
-    for _ in range(repeats):
+class _Timer:
+    """One backend's prepared call, timed one sample per round.
+
+    Samples are taken in rounds across the backends of a case (round 1: every backend once,
+    then round 2, ...), so a change in the machine's load during a case falls on every
+    backend alike instead of on whichever happened to run then.
+    """
+
+    def __init__(self, contender, fn, rec):
+        self.c, self.fn, self.rec = contender, fn, rec
+        self.inside = hasattr(contender, "time_inside")  # timed by the library's own clock
+        self.number, self.times = 1, []
+
+    def warm(self, warmup: int) -> None:
+        if self.inside:
+            self.fn()  # leaves the operands loaded where the contender times them
+            self.warmup = warmup
+            return
+        for _ in range(warmup):
+            self.fn()
+        t0 = time.perf_counter()
+        self.fn()
+        one = time.perf_counter() - t0
+        if one < MIN_SAMPLE_S:
+            self.number = min(1000, math.ceil(MIN_SAMPLE_S / max(one, 1e-7)))
+
+    def sample(self) -> None:
+        if self.inside:
+            times, self.number = self.c.time_inside(1, self.warmup, MIN_SAMPLE_S)
+            self.warmup = 0
+            self.times += times
+            return
+        fn, number = self.fn, self.number
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
-        times.append((time.perf_counter() - t0) / number)
-    return times, number
+        self.times.append((time.perf_counter() - t0) / number)
+
+    def finish(self) -> None:
+        rec = self.rec
+        rec.update(times_s=self.times, median_s=float(np.median(self.times)),
+                   calls_per_sample=self.number)
+        if not self.inside:
+            peak, out = _peak_bytes(self.fn)
+            rec.update(peak_bytes=int(peak), output_bytes=_nbytes(self.c.result(out)))
+            rec.update(self.c.extras(self.fn))
 
 
 def _peak_bytes(fn: Callable[[], object]):
@@ -137,41 +171,40 @@ def _record(case: Case, c: peers.Contender, status: str, reason=None, **extra) -
     return rec
 
 
-def _measure(case, c, A, B, ref, bound, repeats, warmup, max_call_s) -> dict:
+def _checked(case, c, A, B, ref, bound, max_call_s):
+    """Prepare ``c`` and check its result: ``(record, timer)``; timer is None when it is not
+    to be timed (missing, not applicable, wrong, or too slow)."""
     ok, why = c.availability()
     if not ok:
-        return _record(case, c, "missing", why)
+        return _record(case, c, "missing", why), None
     why = c.applies(case)
     if why:
-        return _record(case, c, "skipped", why)
+        return _record(case, c, "skipped", why), None
     try:
         fn = c.prepare(case, A, B)
         t0 = time.perf_counter()
         out = fn()
         first = time.perf_counter() - t0
-        C = c.result(out)
-        err = _check.check(C, ref, bound, case.dtype)
+        err = _check.check(c.result(out), ref, bound, case.dtype)
+        del out
     except Exception as exc:
-        return _record(case, c, "error", f"{type(exc).__name__}: {exc}")
+        return _record(case, c, "error", f"{type(exc).__name__}: {exc}"), None
     rec = _record(case, c, "ok", threads=c.threads(), check_error=err)
     if max_call_s is not None and first > max_call_s:
         rec.update(status="skipped", times_s=[first],
                    reason=f"one call took {first:.3g} s > max_call_s={max_call_s:g}")
-        return rec
+        return rec, None
+    return rec, _Timer(c, fn, rec)
+
+
+def _guarded(timer, step, *args) -> bool:
     try:
-        if hasattr(c, "time_inside"):
-            fn()  # leaves the operands loaded where the contender times them
-            times, number = c.time_inside(repeats, warmup, MIN_SAMPLE_S)
-        else:
-            times, number = _time(fn, repeats, warmup, MIN_SAMPLE_S)
-            peak, out = _peak_bytes(fn)
-            rec.update(peak_bytes=int(peak), output_bytes=_nbytes(c.result(out)))
-            rec.update(c.extras(fn))
+        step(*args)
+        return True
     except Exception as exc:
-        rec.update(status="error", reason=f"{type(exc).__name__} while timing: {exc}")
-        return rec
-    rec.update(times_s=times, median_s=float(np.median(times)), calls_per_sample=number)
-    return rec
+        timer.rec.update(status="error", reason=f"{type(exc).__name__} while timing: {exc}",
+                         times_s=[], median_s=None)
+        return False
 
 
 def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: int = 1,
@@ -190,28 +223,47 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
     # the baseline goes first in each case, so its median is there for the speedups
     contenders.sort(key=lambda c: c.name != "dense")
     total, done, records = len(cases) * len(contenders), 0, []
+    stop = lambda: bool(should_stop and should_stop())  # noqa: E731
     stopped = False
     for case in cases:
-        built, base = None, None
+        built = None
+        recs, timers = [], []
         for c in contenders:
-            stopped = stopped or bool(should_stop and should_stop())
+            stopped = stopped or stop()
             if stopped:
-                rec = _record(case, c, "stopped", "stopped before this measurement")
-            elif not c.availability()[0]:
-                rec = _record(case, c, "missing", c.availability()[1])
+                recs.append(_record(case, c, "stopped", "stopped before this measurement"))
+                continue
+            if c.availability()[0] and built is None:
+                A, B = matrices.operands(case)
+                built = (A, B) + matrices.reference(case.op, A, B, case.density)
+            if built is None:  # missing: no operands needed to say so
+                rec, timer = _checked(case, c, None, None, None, None, max_call_s)
             else:
-                if built is None:
-                    A, B = matrices.operands(case)
-                    built = (A, B) + matrices.reference(case.op, A, B, case.density)
-                rec = _measure(case, c, *built, repeats, warmup, max_call_s)
+                rec, timer = _checked(case, c, *built, max_call_s)
                 rec.update(nnz=int(built[0].nnz),
                            actual_density=built[0].nnz / float(case.m * case.k))
-                if c.name == "dense" and rec["status"] == "ok":
-                    base = rec["median_s"]
-                if base and rec["median_s"]:
-                    rec["speedup_vs_dense"] = base / rec["median_s"]
+            recs.append(rec)
+            if timer is not None:
+                timers.append(timer)
+        timers = [t for t in timers if _guarded(t, t.warm, warmup)]
+        for _ in range(repeats):
+            stopped = stopped or stop()
+            if stopped:
+                break
+            timers = [t for t in timers if _guarded(t, t.sample)]
+        for t in timers:
+            if len(t.times) < repeats:
+                t.rec.update(status="stopped", reason="stopped while timing", times_s=t.times)
+            else:
+                _guarded(t, t.finish)
+        base = next((r["median_s"] for r in recs if r["backend"] == "dense"
+                     and r["status"] == "ok"), None)
+        for rec in recs:
+            if base and rec["status"] == "ok" and rec["median_s"]:
+                rec["speedup_vs_dense"] = base / rec["median_s"]
             records.append(rec)
             done += 1
             if progress:
                 progress(rec, done, total)
+        del built, timers
     return records
