@@ -278,13 +278,18 @@ def _wgmma_source():
     regs = ", ".join(f"%{i}" for i in range(64))
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(64))
     return r'''// Block-sparse SpMM for 64x64 blocks on Hopper's warpgroup tensor-core instructions (wgmma,
-// sm_90a). One CTA = WG warpgroups computing a 64 x (WG*128) tile of C for one block row: per
-// stored block, the 64x64 A block and the 64 rows of B it selects are copied (cp.async, STAGES
-// deep) into shared memory in the no-swizzle core-matrix layout that wgmma reads directly:
-// A K-major (as stored), B MN-major (row-major B, the transpose flag set). fp32 accumulators.
+// sm_90a). A persistent CTA of WG warpgroups walks a list of output tiles (one block row x
+// WG*128 columns of C) and, inside each, the block row's stored blocks. Every block is one
+// pipeline step: the 64x64 A block and the 64 rows of B it selects are copied with cp.async,
+// STAGES deep, into shared memory in the 128-byte-swizzled layouts wgmma reads (A K-major as
+// stored, B MN-major: row-major B with the transpose flag). The copies run on across tile
+// boundaries, so a tile's first blocks are already in flight while the previous tile finishes.
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
+#ifndef SWIZZLE
+#define SWIZZLE 1
+#endif
 #define BS 64
 #define WN 128
 #define BN (WG * WN)
@@ -292,7 +297,6 @@ typedef unsigned long long u64;
 #define A_BYTES (BS * BS * 2)
 #define B_BYTES (BS * BN * 2)
 #define STAGE_BYTES (A_BYTES + B_BYTES)
-#define MAX_ROW_BLOCKS 1024
 
 __device__ __forceinline__ void cp_async16(u32 saddr, const void* gptr, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(saddr), "l"(gptr), "r"(src_bytes));
@@ -304,12 +308,14 @@ __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.a
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
 
-__device__ __forceinline__ u64 smem_desc(u32 saddr, u32 lbo, u32 sbo) {
+// shared-memory matrix descriptor: start, leading/stride byte offsets, swizzle (1 = 128-byte)
+__device__ __forceinline__ u64 smem_desc(u32 saddr, u32 lbo, u32 sbo, u32 swizzle) {
     u64 d = 0;
     d |= (u64)((saddr & 0x3FFFF) >> 4);
     d |= (u64)((lbo >> 4) & 0x3FFF) << 16;
     d |= (u64)((sbo >> 4) & 0x3FFF) << 32;
-    return d;   // base offset 0, no swizzle
+    d |= (u64)swizzle << 62;
+    return d;
 }
 
 __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 da, u64 db) {
@@ -347,87 +353,118 @@ __device__ __forceinline__ void store_pair(void* C, long long idx, float x, floa
 #endif
 }
 
+// byte offset of 16-byte chunk `c` (0..7) of 128-byte row `r` in a 128B-swizzled atom stack
+__device__ __forceinline__ u32 sw128(u32 r, u32 c) { return (r >> 3) * 1024 + (r & 7) * 128 + ((c ^ (r & 7)) << 4); }
+
 extern "C" __global__ void __launch_bounds__(NTHREADS)
 bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ indices,
                const u16* __restrict__ data, const u16* __restrict__ B, void* __restrict__ C,
-               long long n, const int* __restrict__ row_order)
+               long long n, const int* __restrict__ row_order, int mb, int ntiles)
 {
-    extern __shared__ __align__(128) unsigned char smem[];
-    __shared__ int s_col[MAX_ROW_BLOCKS];
-    const u32 sbase = (u32)__cvta_generic_to_shared(smem);
-
-    const int brow = row_order ? row_order[blockIdx.x] : blockIdx.x;
-    const long long n0 = (long long)blockIdx.y * BN;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 sbase = ((u32)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
     const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, wg = tid >> 7;
+    const int total = mb * ntiles;
 
-    const long long start = indptr[brow], stop = indptr[brow + 1];
-    const int nblk = (int)(stop - start);
-    for (int i = tid; i < nblk && i < MAX_ROW_BLOCKS; i += NTHREADS) s_col[i] = (int)indices[start + i];
-    __syncthreads();
-
-    auto load_stage = [&](int slot, int it) {
-        const long long p = start + it;
-        const long long bcol = it < MAX_ROW_BLOCKS ? (long long)s_col[it] : (long long)indices[p];
-        const u16* ablk = data + p * (long long)(BS * BS);
-        const u32 as = sbase + slot * STAGE_BYTES;
-        #pragma unroll
-        for (int c = tid; c < BS * BS / 8; c += NTHREADS) {      // A: row m, k-chunk kc
-            int m = c >> 3, kc = c & 7;
-            cp_async16(as + kc * 1024 + m * 16, ablk + m * BS + kc * 8, 16);
+    // ---- the loader's cursor: (tile, block) of the next copy it issues
+    int ld_tile = blockIdx.x - (int)gridDim.x, ld_it = 0, ld_nblk = 0, ld_step = 0;
+    long long ld_start = 0, ld_n0 = 0;
+    auto issue_next = [&]() {
+        while (ld_it == ld_nblk) {
+            ld_tile += gridDim.x;
+            if (ld_tile >= total) break;
+            int ri = ld_tile % mb;
+            int row = row_order ? row_order[ri] : ri;
+            ld_start = indptr[row];
+            ld_nblk = (int)(indptr[row + 1] - ld_start);
+            ld_it = 0;
+            ld_n0 = (long long)(ld_tile / mb) * BN;
         }
-        const u16* brows = B + bcol * BS * n;
-        const u32 bs = as + A_BYTES;
-        #pragma unroll
-        for (int c = tid; c < BS * BN / 8; c += NTHREADS) {      // B: row k, n-chunk nc
-            int k = c / (BN / 8), nc = c % (BN / 8);
-            long long col = n0 + nc * 8;
-            bool ok = col < n;
-            cp_async16(bs + (k >> 3) * (BN * 16) + nc * 128 + (k & 7) * 16, brows + k * n + (ok ? col : 0), ok ? 16 : 0);
+        if (ld_tile < total) {
+            const long long p = ld_start + ld_it;
+            const long long bcol = indices[p];
+            const u16* ablk = data + p * (long long)(BS * BS);
+            const u32 as = sbase + (ld_step % STAGES) * STAGE_BYTES;
+            #pragma unroll
+            for (int c = tid; c < BS * BS / 8; c += NTHREADS) {          // A: row m, chunk kc
+                int m = c >> 3, kc = c & 7;
+#if SWIZZLE
+                cp_async16(as + sw128(m, kc), ablk + m * BS + kc * 8, 16);
+#else
+                cp_async16(as + kc * 1024 + m * 16, ablk + m * BS + kc * 8, 16);
+#endif
+            }
+            const u16* brows = B + bcol * BS * n;
+            const u32 bs = as + A_BYTES;
+            #pragma unroll
+            for (int c = tid; c < BS * BN / 8; c += NTHREADS) {          // B: row k, chunk nc
+                int k = c / (BN / 8), nc = c % (BN / 8);
+                const int g = nc >> 4;
+                long long col = ld_n0 + nc * 8;
+                bool ok = col < n;
+#if SWIZZLE
+                const int ng = (nc >> 3) & 1, cc = nc & 7;
+                const u32 off = (k >> 3) * 2048 + ng * 1024 + (k & 7) * 128 + ((cc ^ (k & 7)) << 4);
+#else
+                const u32 off = (k >> 3) * (WN * 16) + (nc & 15) * 128 + (k & 7) * 16;
+#endif
+                cp_async16(bs + g * (BS * WN * 2) + off, brows + k * n + (ok ? col : 0), ok ? 16 : 0);
+            }
+            ++ld_it;
         }
+        ++ld_step;
+        cp_async_commit();
     };
 
+    #pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) issue_next();
+
     float acc[64];
-    #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-
-    #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < nblk) load_stage(s, s);
-        cp_async_commit();
-    }
-    for (int it = 0; it < nblk; ++it) {
-        cp_async_wait<STAGES - 2>();
-        fence_proxy_async();
-        __syncthreads();
-        const u32 as = sbase + (it % STAGES) * STAGE_BYTES;
-        const u32 bs = as + A_BYTES + wg * (WN / 8) * 128;
-        wgmma_fence();
+    int step = 0;
+    for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+        const int ri = tile % mb;
+        const int row = row_order ? row_order[ri] : ri;
+        const int nblk = (int)(indptr[row + 1] - indptr[row]);
+        const long long n0 = (long long)(tile / mb) * BN;
         #pragma unroll
-        for (int kk = 0; kk < BS / 16; ++kk) {
-            u64 da = smem_desc(as + kk * 2 * 1024, 1024, 128);
-            u64 db = smem_desc(bs + kk * 2 * (BN * 16), BN * 16, 128);
-            wgmma_m64n128k16(acc, da, db);
+        for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+        for (int it = 0; it < nblk; ++it, ++step) {
+            cp_async_wait<STAGES - 2>();
+            fence_proxy_async();
+            __syncthreads();
+            const u32 as = sbase + (step % STAGES) * STAGE_BYTES;
+            const u32 bs = as + A_BYTES + wg * (BS * WN * 2);
+            wgmma_fence();
+            #pragma unroll
+            for (int kk = 0; kk < BS / 16; ++kk) {
+#if SWIZZLE
+                u64 da = smem_desc(as + kk * 32, 16, 1024, 1);
+                u64 db = smem_desc(bs + kk * 2 * 2048, 1024, 2048, 1);
+#else
+                u64 da = smem_desc(as + kk * 2 * 1024, 1024, 128, 0);
+                u64 db = smem_desc(bs + kk * 2 * (WN * 16), WN * 16, 128, 0);
+#endif
+                wgmma_m64n128k16(acc, da, db);
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+            __syncthreads();
+            issue_next();
         }
-        wgmma_commit();
-        wgmma_wait<1>();
-        __syncthreads();
-        int nxt = it + STAGES - 1;
-        if (nxt < nblk) load_stage(nxt % STAGES, nxt);
-        cp_async_commit();
+        wgmma_wait<0>();
+        const long long r = (long long)row * BS + warp * 16 + (lane >> 2);
+        #pragma unroll
+        for (int j = 0; j < WN / 8; ++j) {
+            long long col = n0 + wg * WN + j * 8 + (lane & 3) * 2;
+            bool ok0 = col < n, ok1 = col + 1 < n;
+            store_pair(C, r * n + col, acc[j * 4 + 0], acc[j * 4 + 1], ok0, ok1);
+            store_pair(C, (r + 8) * n + col, acc[j * 4 + 2], acc[j * 4 + 3], ok0, ok1);
+        }
     }
-    wgmma_wait<0>();
     cp_async_wait<0>();
-
-    const long long r = (long long)brow * BS + warp * 16 + (lane >> 2);
-    #pragma unroll
-    for (int j = 0; j < WN / 8; ++j) {
-        long long col = n0 + wg * WN + j * 8 + (lane & 3) * 2;
-        bool ok0 = col < n, ok1 = col + 1 < n;
-        store_pair(C, r * n + col, acc[j * 4 + 0], acc[j * 4 + 1], ok0, ok1);
-        store_pair(C, (r + 8) * n + col, acc[j * 4 + 2], acc[j * 4 + 3], ok0, ok1);
-    }
 }
 '''
+
 
 WGMMA_SOURCE = _wgmma_source()
 
@@ -452,16 +489,17 @@ def _mma_kernel(bs: int, bn: int, wm: int, wn: int, stages: int, bf16: bool, out
     return kern, smem, wm * wn * 32
 
 
-#: wgmma kernel configuration: (warpgroups per CTA, pipeline stages); the CTA tile is 64 × 128·WG
+#: wgmma kernel configuration: (warpgroups per CTA, pipeline stages[, swizzle]); tile 64 × 128·WG
 WGMMA_CONFIG = (1, 4)
 
 
 @functools.lru_cache(maxsize=None)
-def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
+def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str, swizzle: int = 1):
     import cupy
+    from cupy_backends.cuda.api import driver
     from cupy_backends.cuda.libs import nvrtc
     opts = ("--gpu-architecture=sm_90a", "-std=c++17", f"-DWG={wg}", f"-DSTAGES={stages}",
-            f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
+            f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}", f"-DSWIZZLE={swizzle}",
             f"-DINDEX_T={'int' if index == 'int32' else 'long long'}")
     prog = nvrtc.createProgram(WGMMA_SOURCE, "bsr_wgmma.cu", (), ())
     try:
@@ -475,10 +513,15 @@ def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
     module = cupy.cuda.function.Module()
     module.load(cubin)
     kern = module.get_function("bsr_spmm_wgmma")
-    smem = stages * (64 * 64 + 64 * 128 * wg) * 2
-    from cupy_backends.cuda.api import driver
+    smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024  # + room to align the stages to 1024 bytes
     driver.funcSetAttribute(kern.ptr, 8, smem)  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-    return module, kern, smem, wg * 128
+    threads = wg * 128
+    try:
+        per_sm = driver.occupancyMaxActiveBlocksPerMultiprocessor(kern.ptr, threads, smem)
+    except Exception:
+        per_sm = max(1, (227 * 1024) // smem)
+    sms = cupy.cuda.Device().attributes["MultiProcessorCount"]
+    return module, kern, smem, threads, max(1, per_sm) * sms
 
 
 @functools.lru_cache(maxsize=None)
@@ -537,11 +580,14 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
     if config is not None and config[0] == "wgmma" and not wgmma_eligible(A, B, out_dtype):
         raise ValueError("the wgmma kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
     if config is not None and config[0] == "wgmma":
-        _, wg, stages = config
-        _, kern, smem, threads = _wgmma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
-                                               _cuda.dtype_name(out_dtype) == "float32", index)
+        wg, stages = config[1], config[2]
+        swizzle = config[3] if len(config) > 3 else 1
+        _, kern, smem, threads, resident = _wgmma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
+                                                         _cuda.dtype_name(out_dtype) == "float32", index, swizzle)
         order = 0 if row_order is None else row_order
-        kern((mb, (n + 128 * wg - 1) // (128 * wg)), (threads,), (indptr, indices, A.data, B, C, np.int64(n), order),
+        ntiles = (n + 128 * wg - 1) // (128 * wg)
+        grid = min(mb * ntiles, resident)  # persistent: every CTA resident at once, walking its tiles
+        kern((grid,), (threads,), (indptr, indices, A.data, B, C, np.int64(n), order, np.int32(mb), np.int32(ntiles)),
              shared_mem=smem)
         return C
     if mma_eligible(A, B, out_dtype):
