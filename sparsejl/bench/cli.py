@@ -14,7 +14,7 @@ import sys
 import time
 from typing import List, Optional
 
-__all__ = ["main", "terminal_table"]
+__all__ = ["main", "terminal_table", "targets_text"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,7 +85,7 @@ def _fmt(s: Optional[float]) -> str:
 
 def terminal_table(records: List[dict]) -> str:
     """Densities down, backends across: median time and speedup over dense in each cell."""
-    from .plot import break_even
+    from .plot import break_even_text
     backends = list(dict.fromkeys(r["backend"] for r in records))
     ran = [b for b in backends if any(r["backend"] == b and r["status"] == "ok" for r in records)]
     cells = {(r["density"], r["backend"]): r for r in records}
@@ -109,15 +109,29 @@ def terminal_table(records: List[dict]) -> str:
             continue
         pts = [(r["density"], r["speedup_vs_dense"]) for r in records
                if r["backend"] == b and r["status"] == "ok" and r.get("speedup_vs_dense")]
-        x = break_even(pts)
-        be.append(f"{b} {x:.2f}" if x is not None else f"{b} none in range")
-    lines.append("break-even density (speedup 1): " + ", ".join(be))
+        be.append(f"  {b}: {break_even_text(pts)}")
+    lines.append("break-even density (speedup over dense = 1):")
+    lines += be
     threads = {r["backend"]: r["threads"] for r in records if r["status"] == "ok"}
     lines.append("threads: " + ", ".join(f"{b}={t}" for b, t in threads.items()))
     for b in backends:
         bad = next((r for r in records if r["backend"] == b and r["status"] != "ok"), None)
         if bad is not None:
             lines.append(f"{b}: {bad['status']}: {bad['reason']}")
+    return "\n".join(lines)
+
+
+def targets_text(records: List[dict]) -> str:
+    """The issue's targets, one line each, as measured in ``records``."""
+    from . import targets
+    rows = targets.evaluate(records)
+    words = {True: "met", False: "NOT met", None: "not measured"}
+    lines = ["targets:"]
+    for s in targets.summary(rows):
+        lines.append(f"  {words[s['met']]:>12}  {s['target']}")
+        for r in rows:
+            if r["target"] == s["target"] and r["met"] is not True and r.get("note"):
+                lines.append(f"{'':16}{r['case']}: {r['note']}")
     return "\n".join(lines)
 
 
@@ -187,6 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     command="sparsejl-bench " + " ".join(map(shlex.quote, sys.argv[1:]
                                                               if argv is None else argv)))
         paths = report.write(out, records, environment, meta, html_too=not args.no_html)
+        print(targets_text(records))
         print("wrote " + ", ".join(paths.values()))
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["speedup_figure", "break_even", "groups", "group_title"]
+__all__ = ["speedup_figure", "break_even", "break_even_text", "groups", "group_title"]
 
 GROUP_FIELDS = ("op", "model", "layer", "m", "k", "n", "blocksize", "dtype", "operand_b")
 
@@ -41,6 +41,18 @@ def break_even(points: Sequence[Tuple[float, float]]) -> Optional[float]:
             l0, l1 = math.log(s0), math.log(s1)
             return d0 + (d1 - d0) * (0.0 - l0) / (l1 - l0)
     return None
+
+
+def break_even_text(points: Sequence[Tuple[float, float]]) -> str:
+    """``"0.23"``, or where the line lies when it does not cross 1 in the measured range."""
+    be = break_even(points)
+    if be is not None:
+        return f"{be:.2f}"
+    if not points:
+        return "not measured"
+    if min(s for _, s in points) > 1:
+        return f"above {max(d for d, _ in points):g} (faster than dense throughout)"
+    return f"below {min(d for d, _ in points):g} (slower than dense throughout)"
 
 
 def _series(records) -> Dict[str, List[Tuple[float, float]]]:
@@ -75,10 +87,8 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
     for name, pts in lines.items():
         pts = sorted(pts)
         be = break_even(pts)
-        label = f"{name} [{threads.get(name)} thr]" + (
-            f" (break-even d≈{be:.2f})" if be is not None else
-                        (" (faster than dense throughout)" if min(s for _, s in pts) > 1
-                         else " (slower than dense throughout)"))
+        label = f"{name} [{threads.get(name)} thr] (break-even d" + (
+            f"≈{be:.2f})" if be is not None else f" {break_even_text(pts)})")
         (line,) = ax.plot([d for d, _ in pts], [s for _, s in pts], marker="o", label=label)
         if be is not None:
             ax.plot([be], [1.0], marker="X", markersize=11, color=line.get_color(),

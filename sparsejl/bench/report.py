@@ -37,6 +37,15 @@ def _fmt_bytes(b: Optional[int]) -> str:
     return str(b)
 
 
+def spread(times) -> str:
+    """Half the interquartile range of the samples, as a percentage of their median."""
+    import numpy as np
+    if not times or len(times) < 2:
+        return "—"
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return f"±{50 * (q3 - q1) / med:.0f}%" if med > 0 else "—"
+
+
 def _verdict(met) -> str:
     return {True: "met", False: "NOT met", None: "not measured"}[met]
 
@@ -147,14 +156,16 @@ def blocks(records: Sequence[dict], env: dict, meta: dict, verdicts, plot_files)
         for r in sorted(recs, key=lambda r: (r["density"], r["backend"] != "dense")):
             rows.append([f"{r['density']:g}", r["backend"], r["status"], str(r["threads"]),
                          fmt_time(r["median_s"]),
+                         spread(r["times_s"]) if r["status"] == "ok" else "—",
                          f"{r['speedup_vs_dense']:.2f}×" if r.get("speedup_vs_dense") else "—",
                          _fmt_bytes(r.get("peak_bytes")), _fmt_bytes(r.get("output_bytes")),
                          _fmt_bytes(r.get("julia_alloc_bytes")),
                          (r["reason"] or "") if r["status"] != "ok" else ""])
-        out.append(("table", ["density", "backend", "status", "threads", "median",
+        out.append(("table", ["density", "backend", "status", "threads", "median", "spread",
                               "speedup vs dense", "peak Python heap", "output", "Julia alloc",
                               "note"], rows))
-    out.append(("p", "Peak Python heap: tracemalloc's peak during one untimed call (NumPy and "
+    out.append(("p", "Spread: half the interquartile range of the timed samples, as a share of "
+                     "their median. Peak Python heap: tracemalloc's peak during one untimed call (NumPy and "
                      "Python allocations; memory allocated inside Julia, PyTorch, MKL or "
                      "GraphBLAS is not seen there). Julia alloc: bytes Julia's GC counted per "
                      "call, where sparsejl's runtime can tell."))
