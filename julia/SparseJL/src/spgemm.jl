@@ -66,10 +66,8 @@ function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, l
             j = Int(indicesA[p]) + 1
             for q in Int(indptrB[j])+1:Int(indptrB[j+1])
                 col = Int(indicesB[q]) + 1
-                if marker[col] != i
-                    marker[col] = i
-                    count += 1
-                end
+                count += marker[col] != i   # branch-free: first visits are unpredictable
+                marker[col] = i
             end
         end
         indptrC[i+1] = count
@@ -140,39 +138,67 @@ function unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m::Integer, n::Inte
     return "C: indptr does not match the structure of A*B (first at row $(firstbad[] - 1))"
 end
 
+"Whether a row of `count` entries among `n` columns is cheaper to emit by a scan than by sorting."
+dense_row(count::Int, n::Int) = 4 * count * (8 * sizeof(Int) - leading_zeros(count)) >= n
+
 function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
                        indptrA, indicesA, dataA, indptrB, indicesB, dataB,
                        lo::Int, hi::Int, firstbad) where {Tc}
     TiC = eltype(indicesC)
     marker = zeros(Int, n)
-    acc = Vector{Tc}(undef, n)
+    acc = zeros(Tc, n)                      # all zero between rows
     @inbounds for i in lo:hi
         start, stop = Int(indptrC[i]), Int(indptrC[i+1])
-        pos = start
-        for p in Int(indptrA[i])+1:Int(indptrA[i+1])
-            j = Int(indicesA[p]) + 1
-            a = convert(Tc, dataA[p])
-            for q in Int(indptrB[j])+1:Int(indptrB[j+1])
-                col = Int(indicesB[q]) + 1
-                v = a * convert(Tc, dataB[q])
-                if marker[col] != i
+        if dense_row(stop - start, n)
+            # Accumulate without branches, then emit the row by one scan in column order.
+            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                j = Int(indicesA[p]) + 1
+                a = convert(Tc, dataA[p])
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q]) + 1
                     marker[col] = i
-                    acc[col] = v
-                    pos += 1
-                    pos <= stop && (indicesC[pos] = (col - 1) % TiC)
-                else
-                    acc[col] += v
+                    acc[col] += a * convert(Tc, dataB[q])
                 end
             end
+            pos = start
+            for col in 1:n
+                v = acc[col]
+                acc[col] = zero(Tc)
+                if pos < stop               # predictable: false only after the row is full
+                    indicesC[pos+1] = (col - 1) % TiC
+                    dataC[pos+1] = v
+                end
+                pos += marker[col] == i
+            end
+        else
+            # Few entries: record columns on first visit, then sort them.
+            pos = start
+            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                j = Int(indicesA[p]) + 1
+                a = convert(Tc, dataA[p])
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q]) + 1
+                    if marker[col] != i
+                        marker[col] = i
+                        pos += 1
+                        pos <= stop && (indicesC[pos] = (col - 1) % TiC)
+                    end
+                    acc[col] += a * convert(Tc, dataB[q])
+                end
+            end
+            if pos == stop
+                sort!(view(indicesC, start+1:stop))
+            end
+            for q in start+1:min(pos, stop)
+                col = Int(indicesC[q]) + 1
+                dataC[q] = acc[col]
+                acc[col] = zero(Tc)
+            end
+            if pos > stop                   # columns past the row's end were not recorded
+                acc .= zero(Tc)
+            end
         end
-        if pos != stop
-            Threads.atomic_min!(firstbad, i)
-            continue
-        end
-        sort!(view(indicesC, start+1:stop))
-        for q in start+1:stop
-            dataC[q] = acc[Int(indicesC[q])+1]
-        end
+        pos == stop || Threads.atomic_min!(firstbad, i)
     end
     return nothing
 end
@@ -256,7 +282,7 @@ function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::In
             Threads.atomic_min!(firstbad, I)
             continue
         end
-        sort!(view(indicesC, start+1:stop))
+        sort_row!(indicesC, start, stop, seen, I, nb)
         for s in start+1:stop
             slot[Int(indicesC[s])+1] = s
             for y in 1:b
@@ -269,6 +295,31 @@ function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::In
             K = Int(indicesA[p]) + 1
             for q in Int(indptrB[K])+1:Int(indptrB[K+1])
                 block_muladd!(dataC, slot[Int(indicesB[q])+1], dataB, q, dataA, p)
+            end
+        end
+    end
+    return nothing
+end
+
+"""
+    sort_row!(indicesC, start, stop, marker, i, n)
+
+Sort the column indices `indicesC[start+1:stop]` of row `i`, whose columns are exactly those with
+`marker[col] == i`: by sorting when the row is short, else by scanning the marker array in column
+order (cheaper once `count*log(count)` exceeds `n`).
+"""
+@inline function sort_row!(indicesC, start::Int, stop::Int, marker::Vector{Int}, i::Int, n::Int)
+    count = stop - start
+    count <= 1 && return nothing
+    if !dense_row(count, n)
+        sort!(view(indicesC, start+1:stop))
+    else
+        TiC = eltype(indicesC)
+        q = start
+        @inbounds for col in 1:n
+            if marker[col] == i
+                q += 1
+                indicesC[q] = (col - 1) % TiC
             end
         end
     end

@@ -188,6 +188,18 @@ end
         end
         @test nnz(C) == nnz(sparse(A) * sparse(B)) || nnz(C) >= nnz(dropzeros(sparse(A) * sparse(B)))
     end
+    # wide and sparse: short rows are sorted, long ones emitted by a scan (both paths)
+    for (m, k, n, density) in ((40, 50, 3000, 0.02), (20, 30, 500, 0.3))
+        A = randcsr(Float64, Int32, m, k, density; dups=true)
+        B = randcsr(Float64, Int32, k, n, density; dups=true)
+        counts = diff(SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
+                                                B.indptr, B.indices))
+        C = spgemm(A, B)
+        check_format(C)
+        @test Matrix(C) ≈ Matrix(A) * Matrix(B)
+        @test all(i -> issorted(C.indices[C.indptr[i]+1:C.indptr[i+1]]; lt=<=), 1:m)
+        n == 3000 && @test any(c -> !SparseJL.dense_row(c, n), counts) && any(c -> SparseJL.dense_row(c, n), counts)
+    end
     # structural zeros are kept: [1 1] * [1; -1] cancels but the entry stays
     A = CSRMatrix(1, 2, [0, 2], [0, 1], [1.0, 1.0])
     B = CSRMatrix(2, 1, [0, 1, 2], [0, 0], [1.0, -1.0])
@@ -217,6 +229,22 @@ end
         e
     end
     @test err isa ArgumentError && occursin("does not match the structure of A*B (first at row 0)", err.msg)
+    # the same on the sorting path (short rows in a wide product), claiming one entry too few
+    A = randcsr(Float64, Int64, 6, 5, 0.6; emptyrows=false)
+    B = randcsr(Float64, Int64, 5, 4000, 0.002; emptyrows=false)
+    ip = SparseJL.spgemm_symbolic!(zeros(Int64, 7), 6, 5, 4000, A.indptr, A.indices, B.indptr, B.indices)
+    r = findfirst(i -> ip[i+1] > ip[i], 1:6)
+    bad = copy(ip); bad[r+1:end] .-= 1
+    err = try
+        SparseJL.spgemm_numeric!(zeros(Int64, bad[end]), zeros(bad[end]), bad, 6, 5, 4000,
+                                 A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+        nothing
+    catch e
+        e
+    end
+    @test err isa ArgumentError && occursin("(first at row $(r - 1))", err.msg)
+    C = spgemm(A, B)                                 # and the scratch arrays are clean again
+    @test Matrix(C) ≈ Matrix(A) * Matrix(B)
 end
 
 @testset "BSR SpGEMM" begin
