@@ -236,3 +236,11 @@ def test_sparsejl_julia_backends_and_bare_kernel_pass_the_check():
     assert by[("g", "julia:bsr")]["status"] == "skipped"  # blocksize 1
     rows = [r for r in targets.evaluate(recs) if r["target"] == "call-overhead"]
     assert rows and rows[0]["ratio"] is not None  # measured; no verdict on its size here
+
+
+def test_a_call_over_max_call_s_is_skipped_and_so_are_denser_cases_of_its_line():
+    line = [Case("tiny", "t", 64, 32, 8, d, 8) for d in (0.1, 0.25)]
+    recs = run(line, ["scipy:csr"], max_call_s=1e-12)
+    assert recs[0]["status"] == "skipped" and "max_call_s" in recs[0]["reason"]
+    assert len(recs[0]["times_s"]) == 1 and recs[0]["median_s"] is None
+    assert recs[1]["status"] == "skipped" and "higher densities" in recs[1]["reason"]

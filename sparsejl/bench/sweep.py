@@ -23,7 +23,8 @@ fields plus:
 * ``backend``, ``library``, ``format``, ``threads`` (threads it computed with, None if unknown)
 * ``status``: ``"ok"``; ``"missing"`` (library not installed or not working here: ``reason``
   says why); ``"skipped"`` (does not apply to the case, e.g. BSR at blocksize 1, or one call
-  took longer than ``max_call_s``); ``"error"`` (raised, or its result failed the check:
+  took longer than ``max_call_s`` — then higher densities of the same sweep line are skipped
+  without running); ``"error"`` (raised, or its result failed the check:
   ``reason`` has the message); ``"stopped"`` (``should_stop()`` said stop before it ran)
 * ``reason``: str or None
 * ``times_s``: seconds per call of each timed sample (``repeats`` of them), ``median_s``,
@@ -31,7 +32,8 @@ fields plus:
 * ``speedup_vs_dense``: median of ``"dense"`` on the same case ÷ this median (None when dense
   was not run or failed); dense itself is 1.0
 * ``peak_bytes``: peak Python-heap bytes (tracemalloc: NumPy and Python allocations, not
-  memory allocated inside Julia, PyTorch, MKL or GraphBLAS) of one extra untimed call;
+  memory allocated inside Julia, PyTorch, MKL or GraphBLAS) of one extra untimed call (only
+  where a call takes under ``MEMORY_CALL_S``; None otherwise);
   ``output_bytes``: bytes of the product it returned
 * ``nnz``, ``actual_density``: of the sparse operand A as drawn; ``check_error``: the worst
   error over the allowed error (< 1 passed)
@@ -69,6 +71,10 @@ RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", 
 
 #: A timed sample lasts at least this long: fast calls are repeated within it.
 MIN_SAMPLE_S = 2e-3
+#: A call this slow needs no separate warm-up: its checked first call was one.
+SLOW_CALL_S = 0.1
+#: Memory is measured by one more call only where that call is cheaper than this.
+MEMORY_CALL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,8 @@ class _Timer:
     backend alike instead of on whichever happened to run then.
     """
 
-    def __init__(self, contender, fn, rec):
-        self.c, self.fn, self.rec = contender, fn, rec
+    def __init__(self, contender, fn, rec, first_s):
+        self.c, self.fn, self.rec, self.first_s = contender, fn, rec, first_s
         self.inside = hasattr(contender, "time_inside")  # timed by the library's own clock
         self.number, self.times = 1, []
 
@@ -113,6 +119,8 @@ class _Timer:
             self.fn()  # leaves the operands loaded where the contender times them
             self.warmup = warmup
             return
+        if self.first_s >= SLOW_CALL_S:
+            return  # the checked call warmed it up, and one call fills a sample
         for _ in range(warmup):
             self.fn()
         t0 = time.perf_counter()
@@ -137,7 +145,7 @@ class _Timer:
         rec = self.rec
         rec.update(times_s=self.times, median_s=float(np.median(self.times)),
                    calls_per_sample=self.number)
-        if not self.inside:
+        if not self.inside and rec["median_s"] < MEMORY_CALL_S:
             peak, out = _peak_bytes(self.fn)
             rec.update(peak_bytes=int(peak), output_bytes=_nbytes(self.c.result(out)))
             rec.update(self.c.extras(self.fn))
@@ -194,7 +202,15 @@ def _checked(case, c, A, B, ref, bound, max_call_s):
         rec.update(status="skipped", times_s=[first],
                    reason=f"one call took {first:.3g} s > max_call_s={max_call_s:g}")
         return rec, None
-    return rec, _Timer(c, fn, rec)
+    return rec, _Timer(c, fn, rec, first)
+
+
+def _group(case: Case) -> tuple:
+    """A case with its density left out: the line a density sweep draws."""
+    d = dataclasses.asdict(case)
+    d.pop("density")
+    d.pop("seed")
+    return tuple(sorted(d.items()))
 
 
 def _guarded(timer, step, *args) -> bool:
@@ -225,6 +241,7 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
     total, done, records = len(cases) * len(contenders), 0, []
     stop = lambda: bool(should_stop and should_stop())  # noqa: E731
     stopped = False
+    too_slow = {}  # (backend, case but its density) -> (density, seconds) of a call over the cap
     for case in cases:
         built = None
         recs, timers = [], []
@@ -232,6 +249,12 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
             stopped = stopped or stop()
             if stopped:
                 recs.append(_record(case, c, "stopped", "stopped before this measurement"))
+                continue
+            slow = too_slow.get((c.name, _group(case)))
+            if slow is not None and case.density >= slow[0]:
+                recs.append(_record(case, c, "skipped",
+                                    f"at density {slow[0]:g} one call took {slow[1]:.3g} s > "
+                                    f"max_call_s={max_call_s:g}: not run at higher densities"))
                 continue
             if c.availability()[0] and built is None:
                 A, B = matrices.operands(case)
@@ -245,6 +268,8 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
             recs.append(rec)
             if timer is not None:
                 timers.append(timer)
+            elif rec["status"] == "skipped" and rec["times_s"]:  # over max_call_s
+                too_slow[(c.name, _group(case))] = (case.density, rec["times_s"][0])
         timers = [t for t in timers if _guarded(t, t.warm, warmup)]
         for _ in range(repeats):
             stopped = stopped or stop()
