@@ -366,23 +366,32 @@ bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ i
     const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, wg = tid >> 7;
     const int total = mb * ntiles;
 
-    // ---- the loader's cursor: (tile, block) of the next copy it issues
-    int ld_tile = blockIdx.x - (int)gridDim.x, ld_it = 0, ld_nblk = 0, ld_step = 0;
-    long long ld_start = 0, ld_n0 = 0;
-    auto issue_next = [&]() {
-        while (ld_it == ld_nblk) {
-            ld_tile += gridDim.x;
-            if (ld_tile >= total) break;
+    // ---- the loader's cursor: the next block to copy, its column index loaded one call ahead
+    // (a load whose value is first used by the next call does not stall this one)
+    int ld_tile = blockIdx.x, ld_it = 0, ld_nblk = 0, ld_step = 0;
+    long long ld_start = 0, ld_n0 = 0, ld_bcol = 0;
+    auto enter_tiles = [&]() {      // from an exhausted tile to the next one with blocks
+        while (ld_tile < total) {
             int ri = ld_tile % mb;
             int row = row_order ? row_order[ri] : ri;
             ld_start = indptr[row];
             ld_nblk = (int)(indptr[row + 1] - ld_start);
             ld_it = 0;
             ld_n0 = (long long)(ld_tile / mb) * BN;
+            if (ld_nblk > 0) break;
+            ld_tile += gridDim.x;
         }
+        if (ld_tile < total) ld_bcol = indices[ld_start];
+    };
+    enter_tiles();
+    auto issue_next = [&]() {
         if (ld_tile < total) {
             const long long p = ld_start + ld_it;
-            const long long bcol = indices[p];
+            const long long bcol = ld_bcol;
+            const long long n0 = ld_n0;
+            // advance first, so that the next column index is in flight during the copies below
+            if (++ld_it == ld_nblk) { ld_tile += gridDim.x; enter_tiles(); }
+            else ld_bcol = indices[ld_start + ld_it];
             const u16* ablk = data + p * (long long)(BS * BS);
             const u32 as = sbase + (ld_step % STAGES) * STAGE_BYTES;
             #pragma unroll
@@ -400,7 +409,7 @@ bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ i
             for (int c = tid; c < BS * BN / 8; c += NTHREADS) {          // B: row k, chunk nc
                 int k = c / (BN / 8), nc = c % (BN / 8);
                 const int g = nc >> 4;
-                long long col = ld_n0 + nc * 8;
+                long long col = n0 + nc * 8;
                 bool ok = col < n;
 #if SWIZZLE
                 const int ng = (nc >> 3) & 1, cc = nc & 7;
@@ -410,7 +419,6 @@ bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ i
 #endif
                 cp_async16(bs + g * (BS * WN * 2) + off, brows + k * n + (ok ? col : 0), ok ? 16 : 0);
             }
-            ++ld_it;
         }
         ++ld_step;
         cp_async_commit();
@@ -421,11 +429,14 @@ bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ i
 
     float acc[64];
     int step = 0;
+    auto row_of = [&](int t) { int ri = t % mb; return row_order ? row_order[ri] : ri; };
+    long long nx_lo = 0, nx_hi = 0;       // next tile's indptr pair, loaded a tile ahead
+    if (blockIdx.x < total) { int r0 = row_of(blockIdx.x); nx_lo = indptr[r0]; nx_hi = indptr[r0 + 1]; }
     for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
-        const int ri = tile % mb;
-        const int row = row_order ? row_order[ri] : ri;
-        const int nblk = (int)(indptr[row + 1] - indptr[row]);
+        const int row = row_of(tile);
+        const int nblk = (int)(nx_hi - nx_lo);
         const long long n0 = (long long)(tile / mb) * BN;
+        if (tile + (int)gridDim.x < total) { int r1 = row_of(tile + gridDim.x); nx_lo = indptr[r1]; nx_hi = indptr[r1 + 1]; }
         #pragma unroll
         for (int i = 0; i < 64; ++i) acc[i] = 0.f;
         for (int it = 0; it < nblk; ++it, ++step) {
