@@ -262,6 +262,7 @@ function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::In
                            lo::Int, hi::Int, firstbad) where {Tc}
     TiC = eltype(indicesC)
     b = size(dataC, 1)
+    shape = block_kernel_shape(dataC, dataB, dataA)
     seen = zeros(Int, nb)          # seen[J] == I: block column J already in block row I
     slot = zeros(Int, nb)          # slot[J]: position of block (I, J) in indicesC / dataC
     @inbounds for I in lo:hi
@@ -294,7 +295,7 @@ function bsr_numeric_rows!(indicesC, dataC::AbstractArray{Tc,3}, indptrC, nb::In
         for p in Int(indptrA[I])+1:Int(indptrA[I+1])
             K = Int(indicesA[p]) + 1
             for q in Int(indptrB[K])+1:Int(indptrB[K+1])
-                block_muladd!(dataC, slot[Int(indicesB[q])+1], dataB, q, dataA, p)
+                block_muladd!(dataC, slot[Int(indicesB[q])+1], dataB, q, dataA, p, shape)
             end
         end
     end
@@ -327,8 +328,70 @@ order (cheaper once `count*log(count)` exceeds `n`).
 end
 
 # Stored blocks are transposes, so block C += A*B reads  C' += B' * A'  on the stored arrays:
-# dataC[:, :, s] += dataB[:, :, q] * dataA[:, :, p], column by column, vectorised down columns.
-@inline function block_muladd!(DC::AbstractArray{Tc,3}, s::Int, DB, q::Int, DA, p::Int) where {Tc}
+# dataC[:, :, s] += dataB[:, :, q] * dataA[:, :, p], a small column-major GEMM.
+
+"Tile of the SIMD block kernel as `(Val(U), Val(R))`, or `nothing` for the portable loops."
+block_kernel_shape(DC, DB, DA) = nothing
+function block_kernel_shape(DC::Array{T,3}, DB::Array{T,3}, DA::Array{T,3}) where {T<:SIMDFloat}
+    b = size(DC, 1)
+    b % lanes(T) == 0 || return nothing          # whole vectors down each block column
+    U, R = simd_tile_shape(b)
+    U = b % (U * lanes(T)) == 0 ? U : 1
+    return (Val(U), Val(R))
+end
+
+function block_muladd!(DC::Array{T,3}, s::Int, DB::Array{T,3}, q::Int, DA::Array{T,3}, p::Int,
+                       ::Tuple{Val{U},Val{R}}) where {T,U,R}
+    b = size(DC, 1)
+    W = lanes(T)
+    nR = b - b % R
+    GC.@preserve DC DB DA begin
+        pC = pointer(DC) + (s - 1) * b * b * sizeof(T)
+        pB = pointer(DB) + (q - 1) * b * b * sizeof(T)
+        pA = pointer(DA) + (p - 1) * b * b * sizeof(T)
+        for x0 in 1:U*W:b, y0 in 1:R:nR
+            block_tile_simd!(pC, pB, pA, b, x0, y0, Val(U), Val(R))
+        end
+        for y0 in nR+1:b, x0 in 1:U*W:b
+            block_tile_simd!(pC, pB, pA, b, x0, y0, Val(U), Val(1))
+        end
+    end
+    return nothing
+end
+
+# C[x0 .+ (0:U*W-1), y0:y0+R-1] += B[x-strip, :] * A[:, y0:y0+R-1] for one b×b block each.
+@generated function block_tile_simd!(pC::Ptr{T}, pB::Ptr{T}, pA::Ptr{T}, b::Int, x0::Int, y0::Int,
+                                     ::Val{U}, ::Val{R}) where {T,U,R}
+    W, s = lanes(T), sizeof(T)
+    acc(u, r) = Symbol(:acc_, u, :_, r)
+    bv(u) = Symbol(:b_, u)
+    cptr(u, r) = :(pC + ((y0 + $(r - 2)) * b + x0 - 1 + $((u - 1) * W)) * $s)
+    init = [:($(acc(u, r)) = vload(Val($W), $(cptr(u, r)))) for u in 1:U for r in 1:R]
+    loadb = [:($(bv(u)) = vload(Val($W), pb + $((u - 1) * W * s))) for u in 1:U]
+    fmas = Expr[]
+    for r in 1:R
+        push!(fmas, :(d = vbroadcast(Val($W), unsafe_load(pa, $(r - 1) * b + 1))))
+        append!(fmas, [:($(acc(u, r)) = vmuladd($(bv(u)), d, $(acc(u, r)))) for u in 1:U])
+    end
+    store = [:(vstore!($(cptr(u, r)), $(acc(u, r)))) for u in 1:U for r in 1:R]
+    quote
+        $(init...)
+        pb = pB + (x0 - 1) * $s                     # &B[x0, 1]
+        pa = pA + (y0 - 1) * b * $s                 # &A[1, y0]
+        for z in 1:b
+            $(loadb...)
+            $(fmas...)
+            pb += b * $s
+            pa += $s
+        end
+        $(store...)
+        return nothing
+    end
+end
+
+# Portable: column by column, vectorised down columns, four terms per sweep.
+@inline function block_muladd!(DC::AbstractArray{Tc,3}, s::Int, DB, q::Int, DA, p::Int,
+                               ::Nothing) where {Tc}
     b = size(DC, 1)
     @inbounds for y in 1:b
         z = 1

@@ -260,6 +260,11 @@ end
             @test issorted(C.indices[C.indptr[I]+1:C.indptr[I+1]]; lt=<=)
         end
     end
+    for b in (16, 32), T in (Float32, Float64)         # explicit-SIMD block products
+        A = randbsr(T, Int32, 3, 4, b, 0.6; dups=true)
+        B = randbsr(T, Int32, 4, 3, b, 0.6; dups=true)
+        @test close(Matrix(spgemm(A, B)), Float64.(Matrix(A)) * Float64.(Matrix(B)), T)
+    end
     A = randbsr(Float32, Int32, 5, 4, 3, 0.5)
     B = randbsr(Float64, Int64, 4, 6, 3, 0.5)
     C = spgemm(A, B)
