@@ -87,7 +87,7 @@ def page(explorer_url):
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            viewport={"width": 1280, "height": 1400}, accept_downloads=True)
         pg = ctx.new_page()
         pg.set_default_timeout(30_000)
         errors = []
@@ -159,7 +159,9 @@ def test_explorer_runs_in_chromium(page):
     saved = ARTIFACTS / dl.value.suggested_filename
     dl.value.save_as(str(saved))
     assert saved.suffix == ".json" and saved.stat().st_size > 100
-    page.locator(".sjl-upload input[type=file]").set_input_files(str(saved))
+    with page.expect_file_chooser(timeout=30_000) as chooser:
+        page.locator(".sjl-upload").click()
+    chooser.value.set_files(str(saved))
     _wait_text(page, ".sjl-status", ["Loaded report"], 30_000)
     _no_error_shown(page)
 
@@ -174,13 +176,17 @@ def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
     page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('768×512')")
     page.locator(".sjl-run").click()
     page.wait_for_function("() => !document.querySelector('.sjl-stop').disabled", timeout=30_000)
+    # press Stop once the first measurement is in: what was measured must stay
+    page.wait_for_function("() => /^[1-9]/.test(document.querySelector('.sjl-progress-label')"
+                           ".innerText.trim())", timeout=60_000)
     page.locator(".sjl-stop").click()
     _wait_text(page, ".sjl-status", ["Stopped", "Done"], 120_000)
     status = _text(page, ".sjl-status")
     page.screenshot(path=str(ARTIFACTS / "explorer-stopped.png"), full_page=True)
     assert "Stopped" in status, status
     assert page.locator(".sjl-run").is_enabled() and page.locator(".sjl-stop").is_disabled()
-    assert "stopped" in _text(page, ".sjl-table")
+    table = _text(page, ".sjl-table")
+    assert "stopped" in table and "1.00×" in table   # dense measured at least once, then stopped
     assert _text(page, ".sjl-error").strip() == ""
     # and it runs again after a stop
     page.locator(".sjl-run").click()

@@ -52,4 +52,6 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
         assert "Done" in text and "break-even density" in text and "Loaded report" in text
     if path.name == "tour.ipynb":
         text = "".join(o.get("text", "") for c in code for o in c.outputs)
-        assert "max |error|" in text and "CSR" in text
+        assert "max |error|" in text and "CSR" in text and "sections:" in text
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), \
+            "the report's plot was not displayed"

@@ -29,16 +29,17 @@ def _rec(backend, d, s, status="ok"):
     return {"backend": backend, "density": d, "speedup_vs_dense": s, "status": status}
 
 
-def test_break_even_log_log_interpolation():
+def test_break_even_matches_the_plot():
+    # 2x at 0.1, 0.5x at 1.0: log(speedup) is halfway at density 0.55, as the plot marks it
     recs = [_rec("x", 0.01, 4.0), _rec("x", 0.1, 2.0), _rec("x", 1.0, 0.5)]
-    assert break_even(recs, "x") == pytest.approx(math.sqrt(0.1))
+    assert break_even(recs, "x") == pytest.approx(0.55)
     # never crosses: None, and the label says which side
     fast = [_rec("y", 0.1, 3.0), _rec("y", 0.5, 1.5)]
     slow = [_rec("z", 0.1, 0.3), _rec("z", 0.5, 0.1)]
-    assert break_even(fast, "y") is None and "faster at all" in break_even_label(fast, "y")
-    assert break_even(slow, "z") is None and "slower at all" in break_even_label(slow, "z")
+    assert break_even(fast, "y") is None and break_even_label(fast, "y") == "> 0.5 (always faster)"
+    assert break_even(slow, "z") is None and break_even_label(slow, "z") == "< 0.1 (always slower)"
     # failed measurements do not count
-    assert break_even(recs + [_rec("x", 0.05, None, "error")], "x") == pytest.approx(math.sqrt(0.1))
+    assert break_even(recs + [_rec("x", 0.05, None, "error")], "x") == pytest.approx(0.55)
     assert break_even_label(recs, "dense") == "baseline"
 
 
@@ -135,8 +136,12 @@ def test_stop_leaves_the_widget_usable():
         ex.stop()
     ex._progress = stop_after_first
     ex.run(wait=True)
-    statuses = [r["status"] for r in ex.records]
-    assert statuses[0] == "ok" and statuses.count("stopped") == len(statuses) - 1
+    # the sweep times a case's backends together and reports them together: the first density
+    # was measured, every later one stopped
+    first_d = ex.records[0]["density"]
+    assert [r["status"] for r in ex.records if r["density"] == first_d] == ["ok", "ok"]
+    assert {r["status"] for r in ex.records if r["density"] != first_d} == {"stopped"}
+    assert len(ex.records) == 12
     assert "Stopped" in ex.status_w.value and ex.progress_w.bar_style == "warning"
     assert not ex.run_w.disabled and ex.stop_w.disabled
     ex._progress = first
@@ -173,3 +178,52 @@ def test_load_report_errors_are_shown():
     ex._on_load_path()
     assert "Could not load report" in ex.error_w.value
     assert not ex.run_w.disabled
+
+
+def _gpu_report():
+    """A report in the GPU benchmark's own format, built with its own dataclasses."""
+    from dataclasses import asdict
+    from sparsejl.bench import gpu
+    cases = []
+    for d, dense_ms, ours_ms in ((0.05, 2.0, 0.25), (0.1, 2.0, 0.5), (0.25, 2.0, 1.0), (0.5, 2.0, 4.0)):
+        c = gpu.CaseResult("spmm", f"bert-large ffn.down n=2048 b=64 d={d}", "bsr", 1024, 4096, 2048,
+                           d, 64, "float16", int(d * 1024 * 4096), 1.0, 1.0)
+        c.methods = [gpu.MethodResult("cupy-dense", True, 1e-4, dense_ms),
+                     gpu.MethodResult("cupy", True, 1e-4, ours_ms),
+                     gpu.MethodResult("julia-cuda", False, note="failed: RuntimeError: no GPU")]
+        cases.append(asdict(c))
+    return {"environment": {"gpu": "NVIDIA H100 80GB HBM3"}, "ceilings": {}, "cases": cases}
+
+
+def test_load_gpu_benchmark_report():
+    ex = DensityExplorer()
+    ex.load_report(json.dumps(_gpu_report()))
+    cupy = sorted((r["density"], r["speedup_vs_dense"]) for r in ex.records if r["backend"] == "cupy")
+    assert cupy == [(0.05, 8.0), (0.1, 4.0), (0.25, 2.0), (0.5, 0.5)]
+    assert {r["status"] for r in ex.records if r["backend"] == "julia-cuda"} == {"error"}
+    assert all(r["model"] == "bert-large" and r["layer"] == "ffn.down" for r in ex.records)
+    # 2x at 0.25, 0.5x at 0.5: the plot's interpolation puts break-even at 0.375
+    assert break_even(ex.records, "cupy") == pytest.approx(0.375)
+    assert "H100" in ex.status_w.value and "H100" in ex.table_w.value
+    assert "8.00×" in ex.table_w.value and ex.png[:4] == b"\x89PNG"
+    assert ex.pattern_w.value == 64 and ex.model_w.value == "bert-large"
+    with pytest.raises(ValueError, match="not a sparsejl report"):
+        ex.load_report('{"something": 1}')
+
+
+def test_report_with_several_groups_offers_a_choice(tmp_path):
+    ex = small(points=2)
+    ex.run(wait=True)
+    first = list(ex.records)
+    ex.pattern_w.value = 16
+    ex.run(wait=True)
+    both = {"records": first + ex.records, "meta": {"title": "two groups"}}
+    ex2 = DensityExplorer()
+    ex2.load_report(both)
+    assert len(ex2.group_w.options) == 2 and ex2.group_w.layout.display != "none"
+    shown = ex2.shown_records()
+    assert {r["blocksize"] for r in shown} == {1} and "unstructured" in ex2.group_w.label
+    png1 = ex2.png
+    ex2.group_w.value = 1
+    assert {r["blocksize"] for r in ex2.shown_records()} == {16}
+    assert ex2.png != png1 and "16×16" in ex2.group_w.label

@@ -25,14 +25,16 @@ import ipywidgets as W
 
 from .. import shapes
 
-__all__ = ["DensityExplorer", "break_even", "records_to_csv", "densities"]
+__all__ = ["DensityExplorer", "break_even", "records_to_csv", "densities", "read_report"]
 
 PATTERNS = [("unstructured", 1), ("block 2×2", 2), ("block 4×4", 4), ("block 8×8", 8),
-            ("block 16×16", 16), ("block 32×32", 32)]
+            ("block 16×16", 16), ("block 32×32", 32), ("block 64×64", 64)]
 DTYPES = ["float32", "float64"]
 OPS = [("SpMM: sparse W × dense X", "spmm"), ("SpGEMM: sparse W × sparse X", "spgemm")]
 #: dense baselines: the backend every other backend of that device is compared to
 BASELINES = {"cpu": "dense"}
+#: every name a dense baseline goes by in the reports this explorer reads (sweep, GPU benchmark)
+BASELINE_NAMES = ("dense", "cupy-dense")
 #: ticked by default (when available): sparsejl's Julia kernels and SciPy, as in the main job
 DEFAULT_BACKENDS = ("julia:csr", "julia:bsr", "scipy:csr", "scipy:bsr")
 CSV_FIELDS = ["model", "layer", "op", "m", "k", "n", "density", "blocksize", "dtype", "seed",
@@ -56,27 +58,19 @@ def densities(lo: float, hi: float, points: int) -> List[float]:
 
 
 def break_even(records: Iterable[dict], backend: str) -> Optional[float]:
-    """Density at which ``backend``'s speedup over dense crosses 1, interpolated in log–log.
-
-    The highest density at which sparse is still at least as fast as dense, where the curve goes
-    from >= 1 to < 1. None when it never crosses inside the measured range (see
-    :func:`break_even_label` for which side)."""
-    pts = sorted((float(r["density"]), float(r["speedup_vs_dense"])) for r in records
-                 if r.get("backend") == backend and r.get("status") == "ok"
-                 and r.get("speedup_vs_dense") not in (None, "") and float(r["speedup_vs_dense"]) > 0)
+    """Density at which ``backend``'s speedup over dense crosses 1 — the same value the plot
+    marks (:func:`sparsejl.bench.plot.break_even`). None when it does not cross in the measured
+    range (:func:`break_even_label` says on which side)."""
+    pts = [(float(r["density"]), float(r["speedup_vs_dense"])) for r in records
+           if r.get("backend") == backend and r.get("status") == "ok"
+           and r.get("speedup_vs_dense") not in (None, "") and float(r["speedup_vs_dense"]) > 0]
     if len(pts) < 2:
         return None
-    best = None
-    for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
-        if s0 >= 1 > s1:
-            x0, x1, y0, y1 = math.log(d0), math.log(d1), math.log(s0), math.log(s1)
-            t = y0 / (y0 - y1) if y0 != y1 else 0.0
-            best = math.exp(x0 + t * (x1 - x0))
-    return best
+    return _plot().break_even(pts)
 
 
 def break_even_label(records: Sequence[dict], backend: str) -> str:
-    if backend in BASELINES.values():
+    if backend in BASELINE_NAMES:
         return "baseline"
     d = break_even(records, backend)
     if d is not None:
@@ -85,10 +79,12 @@ def break_even_label(records: Sequence[dict], backend: str) -> str:
           and r.get("status") == "ok" and r.get("speedup_vs_dense") not in (None, "")]
     if not sp:
         return "–"
+    ds = [float(r["density"]) for r in records if r.get("backend") == backend
+          and r.get("status") == "ok" and r.get("speedup_vs_dense") not in (None, "")]
     if all(s >= 1 for s in sp):
-        return "above range (faster at all)"
+        return f"> {max(ds):g} (always faster)"
     if all(s < 1 for s in sp):
-        return "below range (slower at all)"
+        return f"< {min(ds):g} (always slower)"
     return "–"
 
 
@@ -106,6 +102,115 @@ def records_to_csv(records: Iterable[dict]) -> str:
                 row[k] = ""
         w.writerow(row)
     return buf.getvalue()
+
+
+GROUP_FIELDS = ("op", "model", "layer", "m", "k", "n", "blocksize", "dtype", "operand_b")
+
+
+def _group_key(r: dict):
+    return tuple(r.get(f) for f in GROUP_FIELDS)
+
+
+def _group_label(key) -> str:
+    r = dict(zip(GROUP_FIELDS, key))
+    try:
+        disp = shapes.get(r["model"]).display
+    except Exception:
+        disp = str(r.get("model") or "")
+    b = int(r.get("blocksize") or 1)
+    pat = "unstructured" if b == 1 else f"{b}×{b} blocks"
+    op = str(r.get("op") or "spmm")
+    what = (f"SpMM {r['m']}×{r['k']} · {r['k']}×{r['n']} ({r['n']} tokens)" if op == "spmm"
+            else f"SpGEMM {r['m']}×{r['k']} · {r['k']}×{r['n']}")
+    return f"{disp} {r.get('layer') or ''}: {what}, {pat}, {r.get('dtype')}".replace("  ", " ")
+
+
+def _where(env: dict, meta: dict) -> str:
+    """One line on where a report was measured."""
+    env = env or {}
+    parts = []
+    for key in ("gpu", "cpu_model"):
+        if env.get(key):
+            parts.append(str(env[key]))
+            break
+    if env.get("timestamp_utc") or env.get("time_utc"):
+        parts.append(str(env.get("timestamp_utc") or env.get("time_utc")))
+    if (meta or {}).get("title") and meta.get("suite") != "explorer":
+        parts.insert(0, str(meta["title"]))
+    if (meta or {}).get("baseline"):
+        parts.append(f"baseline {meta['baseline']}")
+    return "; ".join(parts)
+
+
+_LABEL_RE = None
+
+
+def _from_gpu_report(data: dict) -> List[dict]:
+    """Records (the sweep's fields) from ``python -m sparsejl.bench.gpu``'s JSON: one per case
+    and method; the speedup is over ``cupy-dense`` (cuBLAS on the densified matrix)."""
+    import re
+    out = []
+    for c in data.get("cases", []):
+        label = str(c.get("label", ""))
+        m = re.match(r"(\S+) (\S+) n=", label)
+        model, layer = (m.group(1), m.group(2)) if m else ("", label)
+        dense = next((x.get("median_ms") for x in c.get("methods", [])
+                      if x.get("method") == "cupy-dense" and x.get("ok")), None)
+        for x in c.get("methods", []):
+            med = x.get("median_ms") if x.get("ok") else None
+            out.append({
+                "model": model, "layer": layer, "m": c.get("m"), "k": c.get("k"), "n": c.get("n"),
+                "density": c.get("density"), "blocksize": c.get("blocksize") or 1,
+                "dtype": c.get("dtype"), "op": c.get("op", "spmm"), "seed": None,
+                "operand_b": "random", "backend": x.get("method"), "library": None,
+                "format": c.get("fmt"), "threads": None,
+                "status": "ok" if x.get("ok") else "error", "reason": x.get("note") or None,
+                "times_s": [], "median_s": med / 1e3 if med else None,
+                "speedup_vs_dense": (dense / med) if (dense and med) else None,
+                "peak_bytes": None, "nnz": c.get("nnz"), "actual_density": c.get("density"),
+                "check_error": x.get("rel_error"),
+            })
+    return out
+
+
+def read_report(data) -> tuple:
+    """``(records, meta, environment)`` from a parsed JSON report: the sweep's
+    (``{"meta", "environment", "targets", "records"}``), a bare list of records, or the GPU
+    benchmark's (``{"environment", "ceilings", "cases"}``)."""
+    if isinstance(data, list):
+        data = {"records": data}
+    if not isinstance(data, dict):
+        raise ValueError("not a sparsejl report: expected a JSON object")
+    if "records" in data:
+        records = [dict(r) for r in data["records"]]
+        meta = dict(data.get("meta") or {})
+    elif "cases" in data:
+        records = _from_gpu_report(data)
+        meta = {"title": "GPU benchmark", "baseline": "cupy-dense (cuBLAS)"}
+    else:
+        raise ValueError("not a sparsejl report: it has neither 'records' nor 'cases'")
+    need = ("backend", "density", "status")
+    for i, r in enumerate(records):
+        missing = [f for f in need if f not in r]
+        if missing:
+            raise ValueError(f"record {i} lacks {', '.join(missing)}")
+    return records, meta, dict(data.get("environment") or {})
+
+
+def _log_density_axis(fig, recs):
+    """The explorer spaces densities geometrically: show them on a log axis, so that the low
+    densities (where sparse wins) do not crowd into one corner and their labels stay apart."""
+    ds = sorted({float(r["density"]) for r in recs if r.get("density")})
+    if len(ds) < 2 or ds[-1] / ds[0] < 4 or not fig.axes:
+        return
+    from matplotlib.ticker import FixedLocator, FixedFormatter, NullLocator
+    ax = fig.axes[0]
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ds))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{d:.3g}" for d in ds]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(ds[0] / 1.25, ds[-1] * 1.25)
+    ax.set_xlabel(ax.get_xlabel() + ", log scale")
 
 
 def _fmt_time(s) -> str:
@@ -169,6 +274,7 @@ class DensityExplorer(W.VBox):
                  backends: Optional[Sequence[str]] = None, save_dir: str = "sparsejl-results"):
         self.records: List[dict] = []
         self.report_meta: Dict = {}
+        self.environment: Dict = {}
         self.figure = None
         self.png: bytes = b""
         self.error: Optional[str] = None
@@ -229,6 +335,7 @@ class DensityExplorer(W.VBox):
         self.progress_w = W.IntProgress(value=0, min=0, max=1, description="",
                                         layout=W.Layout(width="260px"))
         self.progress_label = W.Label("")
+        self.progress_label.add_class("sjl-progress-label")
         self.status_w = W.HTML("")
         self.error_w = W.HTML("")
         self.notes_w = W.HTML("")
@@ -238,22 +345,31 @@ class DensityExplorer(W.VBox):
         self.status_w.add_class("sjl-status")
         self.error_w.add_class("sjl-error")
         # ---- results
-        self.plot_w = W.Image(format="png", layout=W.Layout(width="100%", max_width="760px"))
+        self.plot_w = W.Image(format="png", layout=W.Layout(width="100%", max_width="920px",
+                                                             display="none"))
         self.plot_w.add_class("sjl-plot")
+        self.group_w = W.Dropdown(options=[], description="Showing",
+                                  layout=W.Layout(width="95%", display="none"))
+        self.group_w.add_class("sjl-group")
+        self._regrouping = False
+        self.group_w.observe(lambda _c: None if self._regrouping else self._redraw(),
+                             names="value")
         self.table_w = W.HTML("<i>No results yet: press Run, or load a report.</i>")
         self.table_w.add_class("sjl-table")
         self.downloads_w = W.HTML("")
         self.downloads_w.add_class("sjl-downloads")
         self.save_dir_w = W.Text(value=str(save_dir), description="Folder",
                                  layout=W.Layout(width="280px"))
-        self.save_w = W.Button(description="Save CSV, JSON, PNG", icon="save")
+        self.save_w = W.Button(description="Save CSV, JSON, PNG", icon="save",
+                               tooltip="write the CSV, the JSON report and the plot into the folder",
+                               layout=W.Layout(width="auto"))
         self.save_w.add_class("sjl-save")
         self.upload_w = W.FileUpload(accept=".json", multiple=False,
                                      description="Load report…")
         self.upload_w.add_class("sjl-upload")
         self.load_path_w = W.Text(placeholder="or a path to report.json", description="Report",
                                   layout=W.Layout(width="280px"))
-        self.load_w = W.Button(description="Load", icon="folder-open")
+        self.load_w = W.Button(description="Load", icon="folder-open", layout=W.Layout(width="auto"))
         self.load_w.add_class("sjl-load")
 
         # ---- wiring
@@ -285,7 +401,7 @@ class DensityExplorer(W.VBox):
             W.HBox([self.progress_w, self.progress_label]),
         ], layout=narrow)
         results = W.VBox([
-            self.status_w, self.error_w, self.plot_w, self.table_w, self.notes_w,
+            self.status_w, self.error_w, self.group_w, self.plot_w, self.table_w, self.notes_w,
             W.HTML("<b>Export</b>"), self.downloads_w, W.HBox([self.save_dir_w, self.save_w]),
             W.HTML("<b>Saved report</b> (explore results measured elsewhere, e.g. on a GPU)"),
             W.HBox([self.upload_w]), W.HBox([self.load_path_w, self.load_w]),
@@ -412,7 +528,12 @@ class DensityExplorer(W.VBox):
             return
         self._stop.clear()
         self.records = []
-        self.report_meta = {"source": "measured in this session"}
+        self.environment = {}
+        self.report_meta = {"title": "sparsejl density explorer", "suite": "explorer",
+                            "cases": len(cases), "backends": list(backends),
+                            "repeats": int(self.repeats_w.value), "warmup": 1,
+                            "command": "sparsejl.widgets.DensityExplorer"}
+        self._set_groups()
         total = len(cases) * len(backends)
         self.progress_w.max = max(total, 1)
         self.progress_w.value = 0
@@ -475,12 +596,20 @@ class DensityExplorer(W.VBox):
                              progress=self._progress, should_stop=self._stop.is_set)
             with self._lock:
                 self.records = [dict(r) for r in recs]
+            self.report_meta["wall_s"] = time.monotonic() - t0
+            try:
+                from ..bench import env as _env
+                self.environment = _env.capture()
+            except Exception as exc:  # the environment is context, not a result
+                self.environment = {"error": f"{type(exc).__name__}: {exc}"}
             stopped = sum(r.get("status") == "stopped" for r in self.records)
             failed = [r for r in self.records if r.get("status") == "error"]
             self._redraw()
             secs = time.monotonic() - t0
             if self._stop.is_set() or stopped:
                 self.progress_w.bar_style = "warning"
+                self.progress_w.value = total - stopped
+                self.progress_label.value = f"{total - stopped} / {total}, then stopped"
                 self.status_w.value = (f"<b>Stopped</b> after {secs:.1f} s: "
                                        f"{len(self.records) - stopped} of {total} measured.")
             else:
@@ -527,41 +656,67 @@ class DensityExplorer(W.VBox):
             self.status_w.value = ""
 
     # ------------------------------------------------------------------ results
-    def _title(self) -> str:
-        r = next((r for r in self.records if r.get("m")), None)
+    def _set_groups(self):
+        """Offer one entry per group of the records (layer, tokens, pattern, op, dtype)."""
+        keys = []
+        for r in self.records:
+            key = _group_key(r)
+            if key not in keys:
+                keys.append(key)
+        opts = [(_group_label(k), i) for i, k in enumerate(keys)]
+        self._group_keys = keys
+        self._regrouping = True
+        try:
+            self.group_w.options = opts          # selects the first entry, or None
+            if opts:
+                self.group_w.value = 0
+        finally:
+            self._regrouping = False
+        self.group_w.layout.display = "flex" if len(opts) > 1 else "none"
+
+    def shown_records(self) -> List[dict]:
+        """The records of the group on display (all of them when there is one group)."""
+        with self._lock:
+            recs = list(self.records)
+        keys = getattr(self, "_group_keys", [])
+        if len(keys) <= 1 or self.group_w.value is None:
+            return recs
+        key = keys[int(self.group_w.value)]
+        return [r for r in recs if _group_key(r) == key]
+
+    @staticmethod
+    def _title(recs) -> str:
+        r = next((r for r in recs if r.get("m")), None)
         if r is None:
             return "speedup over dense"
-        try:
-            disp = shapes.get(r["model"]).display
-        except Exception:
-            disp = str(r.get("model"))
-        b = int(r.get("blocksize") or 1)
-        pat = "unstructured" if b == 1 else f"{b}×{b} blocks"
-        return (f"{disp} {r.get('layer')}: {str(r.get('op', 'spmm')).upper()} "
-                f"{r['m']}×{r['k']} · {r['k']}×{r['n']}, {pat}, {r.get('dtype')}")
+        return _group_label(_group_key(r))
 
     def _redraw(self, partial: bool = False):
         self._last_draw = time.monotonic()
-        with self._lock:
-            recs = list(self.records)
+        recs = self.shown_records()
         if not recs:
             return
         self.table_w.value = self.table_html(recs)
-        ok = [r for r in recs if r.get("status") == "ok"]
-        if not ok:
+        if not any(r.get("status") == "ok" for r in recs):
             return
         plot = _plot()
-        fig = plot.speedup_figure(ok, title=self._title())
+        lines = []
+        for r in recs:
+            if r.get("backend") not in lines and r.get("backend") not in BASELINE_NAMES:
+                lines.append(r.get("backend"))
+        # a Figure of our own, not pyplot's: no global state shared with the notebook (this runs
+        # on the sweep's thread) and no switch of the notebook's matplotlib backend
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(10, 4.8))
+        fig.subplots_adjust(left=0.08, right=0.62, top=0.92, bottom=0.12)  # legend on the right
+        plot.speedup_figure(recs, title=self._title(recs), backends=lines, ax=fig.add_subplot())
+        _log_density_axis(fig, recs)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        try:
-            import matplotlib.pyplot as plt
-            plt.close(fig)
-        except Exception:
-            pass
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
         self.figure = fig
         self.png = buf.getvalue()
         self.plot_w.value = self.png
+        self.plot_w.layout.display = "block"
         if not partial:
             self._update_downloads()
 
@@ -601,24 +756,38 @@ class DensityExplorer(W.VBox):
                  ".sjl-tab td,.sjl-tab th{border:1px solid #ccc;padding:2px 8px;"
                  "text-align:right}</style>")
         meta = ""
-        if self.report_meta:
-            meta = ("<div style='font-size:85%;color:#555'>" + html.escape(
-                "; ".join(f"{k}: {v}" for k, v in self.report_meta.items() if v not in (None, "")))
-                + "</div>")
+        where = _where(self.environment, self.report_meta)
+        if where:
+            meta = f"<div style='font-size:85%;color:#555'>{html.escape(where)}</div>"
         return (f"{style}{meta}<table class='sjl-tab'><tr><th rowspan=2>density</th>{th}</tr>"
                 f"<tr>{sub}</tr>{''.join(rows)}</table>"
                 "<div style='font-size:80%;color:#555'>median wall time of the product; speedup ="
                 " dense median / backend median on the same device; break-even = density below "
-                "which sparse is faster (log–log interpolation)</div>")
+                "which sparse is faster (interpolated as on the plot)</div>")
 
     # ------------------------------------------------------------------ export / import
     def to_csv(self) -> str:
         return records_to_csv(self.records)
 
     def to_json(self) -> str:
-        """The records as a JSON report (sparsejl.bench.report's format)."""
+        """The records as a JSON report, written by :func:`sparsejl.bench.report.write_json`
+        (``{"meta", "environment", "targets", "records"}``), the format ``sparsejl-bench``
+        writes and :meth:`load_report` reads."""
         report = _report()
-        return report.dumps(self.records, meta=self.report_meta)
+        try:
+            from ..bench import targets
+            verdicts = targets.evaluate(self.records)
+        except Exception:  # verdicts are for the issue's suite; an explorer sweep may have none
+            verdicts = []
+        import tempfile
+        fd, path = tempfile.mkstemp(suffix=".json", prefix="sparsejl-report-")
+        os.close(fd)
+        try:
+            report.write_json(path, self.records, self.environment, self.report_meta, verdicts)
+            with open(path) as f:
+                return f.read()
+        finally:
+            os.unlink(path)
 
     def _update_downloads(self):
         if not self.records:
@@ -626,9 +795,15 @@ class DensityExplorer(W.VBox):
             return
         stem = self._stem()
         links = []
-        for label, mime, data in (("CSV", "text/csv", self.to_csv().encode()),
-                                  ("JSON report", "application/json", self.to_json().encode()),
-                                  ("plot PNG", "image/png", self.png)):
+        makers = (("CSV", "text/csv", lambda: self.to_csv().encode()),
+                  ("JSON report", "application/json", lambda: self.to_json().encode()),
+                  ("plot PNG", "image/png", lambda: self.png))
+        for label, mime, make in makers:
+            try:
+                data = make()
+            except Exception as exc:  # an export that cannot be made does not spoil the others
+                links.append(f"<span style='color:#a00'>{label}: {html.escape(str(exc))}</span>")
+                continue
             if not data:
                 continue
             b64 = base64.b64encode(data).decode()
@@ -672,31 +847,38 @@ class DensityExplorer(W.VBox):
             self._show_error(f"Save failed: {exc}")
 
     def load_report(self, source):
-        """Show a saved JSON report: a path, JSON text/bytes, or the loaded dict."""
-        report = _report()
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            source = bytes(source).decode()
-        if isinstance(source, str) and source.lstrip().startswith("{"):
-            records, meta = report.loads(source)
-        elif isinstance(source, dict):
-            records, meta = report.loads(json.dumps(source))
-        else:
-            records, meta = report.load(os.fspath(source))
+        """Show a saved JSON report: a path, JSON text or bytes, or the parsed dict.
+
+        Reads the sweep's report (``sparsejl-bench``'s ``results.json``, or this explorer's
+        export) and the GPU benchmark's (``python -m sparsejl.bench.gpu``). Nothing is run."""
         if self.running:
             raise RuntimeError("a run is in progress; stop it first")
-        self.records = [dict(r) for r in records]
-        self.report_meta = dict(meta or {})
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = bytes(source).decode("utf-8")
+        if isinstance(source, dict):
+            data = source
+        elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+            data = json.loads(source)
+        else:
+            with open(os.fspath(source)) as f:
+                data = json.load(f)
+        records, meta, env = read_report(data)
+        self.records = records
+        self.report_meta = meta
+        self.environment = env
         self.error = None
         self.error_w.value = ""
         self.progress_w.value = 0
+        self.progress_w.bar_style = ""
         self.progress_label.value = ""
         self.notes_w.value = self._notes_html(self.records)
+        self._set_groups()
         self._redraw()
-        first = self.records[0] if self.records else {}
-        self._select_from_record(first)
-        where = self.report_meta.get("device") or self.report_meta.get("machine") or ""
-        self.status_w.value = (f"<b>Loaded report</b> ({len(self.records)} measurements"
-                               + (f", {html.escape(str(where))}" if where else "") + ").")
+        self._select_from_record(self.shown_records()[0] if self.records else {})
+        where = _where(env, meta)
+        self.status_w.value = (f"<b>Loaded report</b>: {len(self.records)} measurements, "
+                               f"{len(self._group_keys)} group(s)"
+                               + (f"; {html.escape(where)}" if where else "") + ".")
         return self
 
     def _select_from_record(self, r: dict):
