@@ -479,6 +479,196 @@ bsr_spmm_wgmma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ i
 
 WGMMA_SOURCE = _wgmma_source()
 
+
+def _tma_source():
+    """The TMA + wgmma kernel's CUDA source."""
+    regs = ", ".join(f"%{i}" for i in range(64))
+    outs = ", ".join(f'"+f"(d[{i}])' for i in range(64))
+    return r'''// Block-sparse SpMM for 64x64 blocks: Hopper's bulk tensor copies (TMA) feed warpgroup MMAs
+// (wgmma). As the cp.async kernel, but one thread issues each stage's copies (an A block and the
+// B rows it selects, 64x64 boxes, 128-byte swizzled by the copy engine) completing on an mbarrier,
+// so the warps spend their issue slots on the MMAs and not on address arithmetic.
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+#define BS 64
+#define WN 128
+#define BN (WG * WN)
+#define NTHREADS (WG * 128)
+#define A_BYTES (BS * BS * 2)
+#define B_BYTES (BS * BN * 2)
+#define STAGE_BYTES (A_BYTES + B_BYTES)
+
+__device__ __forceinline__ void fence_tmap(const void* p) {
+    asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" :: "l"(p) : "memory");
+}
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 phase) {
+    asm volatile("{\n.reg .pred p;\nWAIT_%=:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT_%=;\n}\n" :: "r"(bar), "r"(phase) : "memory");
+}
+__device__ __forceinline__ void tma_2d(u32 dst, const void* tmap, int x, int y, u32 bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+                 :: "r"(dst), "l"(tmap), "r"(x), "r"(y), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(N) : "memory"); }
+
+__device__ __forceinline__ u64 smem_desc(u32 saddr, u32 lbo, u32 sbo, u32 swizzle) {
+    u64 d = 0;
+    d |= (u64)((saddr & 0x3FFFF) >> 4);
+    d |= (u64)((lbo >> 4) & 0x3FFF) << 16;
+    d |= (u64)((sbo >> 4) & 0x3FFF) << 32;
+    d |= (u64)swizzle << 62;
+    return d;
+}
+
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 da, u64 db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+#if IS_BF16
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+#else
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+#endif
+        "{''' + regs + r'''}, %64, %65, p, 1, 1, 0, 1;\n}\n"
+        : ''' + outs + r'''
+        : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+#if IS_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+__device__ __forceinline__ void store_pair(void* C, long long idx, float x, float y, bool ok0, bool ok1) {
+#if OUT_KIND == 1
+    float* c = (float*)C + idx;
+    if (ok0 && ok1) { *(float2*)c = make_float2(x, y); }
+    else if (ok0) { c[0] = x; }
+#else
+    u16* c = (u16*)C + idx;
+    u32 v = pack2(x, y);
+    if (ok0 && ok1) { *(u32*)c = v; }
+    else if (ok0) { c[0] = (u16)(v & 0xffffu); }
+#endif
+}
+
+// tmaps: two 128-byte CUtensorMaps in global memory: [0] A's values as a (nnzb*64) x 64 matrix,
+// [1] B (k x n); both 64x64 boxes with 128-byte swizzle
+extern "C" __global__ void __launch_bounds__(NTHREADS)
+bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict__ indptr,
+             const INDEX_T* __restrict__ indices, void* __restrict__ C, long long n,
+             const int* __restrict__ row_order, int mb, int ntiles)
+{
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ __align__(8) u64 full[STAGES];
+    const u32 sbase = ((u32)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
+    const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, wg = tid >> 7;
+    const int total = mb * ntiles;
+    const void* tmA = tmaps;
+    const void* tmB = tmaps + 128;
+
+    if (tid == 0) {
+        fence_tmap(tmA);
+        fence_tmap(tmB);
+        for (int s = 0; s < STAGES; ++s) mbar_init((u32)__cvta_generic_to_shared(&full[s]), 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    // the producer's cursor (thread 0 only): next block to copy
+    int ld_tile = blockIdx.x, ld_it = 0, ld_nblk = 0, ld_step = 0;
+    long long ld_start = 0, ld_n0 = 0;
+    auto enter_tiles = [&]() {
+        while (ld_tile < total) {
+            int ri = ld_tile % mb;
+            int row = row_order ? row_order[ri] : ri;
+            ld_start = indptr[row];
+            ld_nblk = (int)(indptr[row + 1] - ld_start);
+            ld_it = 0;
+            ld_n0 = (long long)(ld_tile / mb) * BN;
+            if (ld_nblk > 0) break;
+            ld_tile += gridDim.x;
+        }
+    };
+    auto issue_next = [&]() {      // thread 0
+        if (ld_tile < total) {
+            const long long p = ld_start + ld_it;
+            const int bcol = (int)indices[p];
+            const int slot = ld_step % STAGES;
+            const u32 bar = (u32)__cvta_generic_to_shared(&full[slot]);
+            const u32 as = sbase + slot * STAGE_BYTES;
+            mbar_expect_tx(bar, STAGE_BYTES);
+            tma_2d(as, tmA, 0, (int)(p * BS), bar);
+            #pragma unroll
+            for (int h = 0; h < BN / 64; ++h)
+                tma_2d(as + A_BYTES + h * 8192, tmB, (int)(ld_n0 + h * 64), bcol * BS, bar);
+            if (++ld_it == ld_nblk) { ld_tile += gridDim.x; enter_tiles(); }
+        }
+        ++ld_step;
+    };
+    if (tid == 0) {
+        enter_tiles();
+        for (int s = 0; s < STAGES - 1; ++s) issue_next();
+    }
+
+    float acc[64];
+    int step = 0;
+    auto row_of = [&](int t) { int ri = t % mb; return row_order ? row_order[ri] : ri; };
+    long long nx_lo = 0, nx_hi = 0;
+    if (blockIdx.x < total) { int r0 = row_of(blockIdx.x); nx_lo = indptr[r0]; nx_hi = indptr[r0 + 1]; }
+    for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
+        const int row = row_of(tile);
+        const int nblk = (int)(nx_hi - nx_lo);
+        const long long n0 = (long long)(tile / mb) * BN;
+        if (tile + (int)gridDim.x < total) { int r1 = row_of(tile + gridDim.x); nx_lo = indptr[r1]; nx_hi = indptr[r1 + 1]; }
+        #pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+        for (int it = 0; it < nblk; ++it, ++step) {
+            const int slot = step % STAGES;
+            mbar_wait((u32)__cvta_generic_to_shared(&full[slot]), (step / STAGES) & 1);
+            const u32 as = sbase + slot * STAGE_BYTES;
+            const u32 bs = as + A_BYTES + wg * (BS * WN * 2);
+            wgmma_fence();
+            #pragma unroll
+            for (int kk = 0; kk < BS / 16; ++kk) {
+                u64 da = smem_desc(as + kk * 32, 16, 1024, 1);
+                u64 db = smem_desc(bs + kk * 2 * 1024, 8192, 1024, 1);
+                wgmma_m64n128k16(acc, da, db);
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+            __syncthreads();
+            if (tid == 0) issue_next();
+        }
+        wgmma_wait<0>();
+        const long long r = (long long)row * BS + warp * 16 + (lane >> 2);
+        #pragma unroll
+        for (int j = 0; j < WN / 8; ++j) {
+            long long col = n0 + wg * WN + j * 8 + (lane & 3) * 2;
+            bool ok0 = col < n, ok1 = col + 1 < n;
+            store_pair(C, r * n + col, acc[j * 4 + 0], acc[j * 4 + 1], ok0, ok1);
+            store_pair(C, (r + 8) * n + col, acc[j * 4 + 2], acc[j * 4 + 3], ok0, ok1);
+        }
+    }
+}
+'''
+
+
+TMA_SOURCE = _tma_source()
+
 #: tile configurations of the tensor-core kernel: blocksize -> (BN, WARPS_M, WARPS_N, STAGES)
 MMA_CONFIGS = {
     16: (128, 1, 4, 4),
@@ -535,6 +725,79 @@ def _wgmma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str, s
     return module, kern, smem, threads, max(1, per_sm) * sms
 
 
+def _nvrtc_sm90a(source: str, name: str, opts):
+    """Compile `source` for sm_90a with NVRTC (CuPy's RawModule would target sm_90) and load it."""
+    import cupy
+    from cupy_backends.cuda.libs import nvrtc
+    prog = nvrtc.createProgram(source, name + ".cu", (), ())
+    try:
+        try:
+            nvrtc.compileProgram(prog, ("--gpu-architecture=sm_90a", "-std=c++17") + tuple(opts))
+        except Exception as exc:
+            raise RuntimeError(f"NVRTC failed on {name}: {exc}\n{nvrtc.getProgramLog(prog)}") from None
+        cubin = nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    module = cupy.cuda.function.Module()
+    module.load(cubin)
+    return module, module.get_function(name)
+
+
+def _resident_ctas(kern, threads: int, smem: int) -> int:
+    import cupy
+    from cupy_backends.cuda.api import driver
+    driver.funcSetAttribute(kern.ptr, 8, smem)  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    try:
+        per_sm = driver.occupancyMaxActiveBlocksPerMultiprocessor(kern.ptr, threads, smem)
+    except Exception:
+        per_sm = max(1, (227 * 1024) // smem)
+    return max(1, per_sm) * cupy.cuda.Device().attributes["MultiProcessorCount"]
+
+
+@functools.lru_cache(maxsize=None)
+def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
+    module, kern = _nvrtc_sm90a(TMA_SOURCE, "bsr_spmm_tma", (
+        f"-DWG={wg}", f"-DSTAGES={stages}", f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
+        f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
+    smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024
+    return module, kern, smem, wg * 128, _resident_ctas(kern, wg * 128, smem)
+
+
+_CU_TENSOR_MAP_DATA_TYPE = {"float16": 6, "bfloat16": 9}
+
+
+@functools.lru_cache(maxsize=None)
+def _encode_tiled():
+    import ctypes
+    lib = ctypes.CDLL("libcuda.so.1")
+    fn = lib.cuTensorMapEncodeTiled
+    u64p, u32p = ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint32)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p, u64p, u64p, u32p, u32p,
+                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _tensor_maps(values_ptr: int, rows_a: int, b_ptr: int, k: int, n: int, dtype_name: str):
+    """Two CUtensorMaps (A's values as rows_a x 64, B as k x n; 64x64 boxes, 128-byte swizzle) on the device."""
+    import ctypes
+    import cupy
+    encode = _encode_tiled()
+    host = np.zeros(256 + 64, dtype=np.uint8)
+    off = (-host.ctypes.data) % 64  # CUtensorMap is 64-byte aligned
+    dt = _CU_TENSOR_MAP_DATA_TYPE[dtype_name]
+    box = (ctypes.c_uint32 * 2)(64, 64)
+    one = (ctypes.c_uint32 * 2)(1, 1)
+    for i, (ptr, inner, outer) in enumerate(((values_ptr, 64, rows_a), (b_ptr, n, k))):
+        dims = (ctypes.c_uint64 * 2)(inner, outer)
+        strides = (ctypes.c_uint64 * 1)(inner * 2)
+        # interleave none, swizzle 128B, L2 promotion 256B, out-of-bounds elements read as zero
+        status = encode(host.ctypes.data + off + 128 * i, dt, 2, ptr, dims, strides, box, one, 0, 3, 3, 0)
+        if status != 0:
+            raise RuntimeError(f"cuTensorMapEncodeTiled failed with CUresult {status}")
+    return cupy.asarray(host[off:off + 256])
+
+
 @functools.lru_cache(maxsize=None)
 def _is_sm90(device: int) -> bool:
     import cupy
@@ -588,8 +851,24 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
     if indptr.dtype != indices.dtype:
         (indptr, indices), _ = _cuda.common_index(indptr, indices)
     index = _cuda.dtype_name(indices.dtype)
-    if config is not None and config[0] == "wgmma" and not wgmma_eligible(A, B, out_dtype):
+    if config is not None and config[0] in ("wgmma", "tma") and not wgmma_eligible(A, B, out_dtype):
         raise ValueError("the wgmma kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
+    if config is not None and config[0] == "tma":
+        wg, stages = config[1], config[2]
+        nnzb = len(indices)
+        if nnzb == 0:
+            C.fill(0)
+            return C
+        _, kern, smem, threads, resident = _tma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
+                                                       _cuda.dtype_name(out_dtype) == "float32", index)
+        maps = _tensor_maps(A.data.data.ptr, nnzb * 64, B.data.ptr, k, n, _cuda.dtype_name(A.data.dtype))
+        order = 0 if row_order is None else row_order
+        ntiles = (n + 128 * wg - 1) // (128 * wg)
+        grid = min(mb * ntiles, resident)
+        kern((grid,), (threads,), (maps, indptr, indices, C, np.int64(n), order, np.int32(mb), np.int32(ntiles)),
+             shared_mem=smem)
+        # `maps` goes back to CuPy's stream-ordered pool here; reuse on this stream comes after the launch
+        return C
     if config is not None and config[0] == "wgmma":
         wg, stages = config[1], config[2]
         swizzle = config[3] if len(config) > 3 else 1

@@ -527,7 +527,7 @@ def main(argv=None):
     ceil = ceilings(timer)
     print(json.dumps(ceil), flush=True)
     def parse(spec):
-        return [tuple(x if x == "wgmma" else int(x) for x in c.split(",")) for c in spec.split(";") if c]
+        return [tuple(x if x in ("wgmma", "tma") else int(x) for x in c.split(",")) for c in spec.split(";") if c]
     cfg64, cfg32 = parse(args.configs), parse(args.configs32)
 
     plan = []  # (label, thunk)
