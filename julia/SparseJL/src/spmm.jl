@@ -158,9 +158,32 @@ function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::Abstract
     indptr = A.indptr
     cumwork = r -> Int(@inbounds indptr[r+1]) * b + r
     work = widemul(nnzb(A) * b * b, n)
+    if n == 1
+        foreach_rowchunk((lo, hi) -> bsr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
+        return Ct
+    end
     rows! = bsr_rows_kernel(Ct, A, Bt)           # one dynamic dispatch per call, not per tile
     foreach_rowchunk((lo, hi) -> rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
     return Ct
+end
+
+# n = 1: each output entry is a sum of dot products of a stored block column (contiguous, as
+# blocks are stored transposed) with a stretch of x.
+function bsr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
+                        lo::Int, hi::Int) where {Tc}
+    D, indptr, indices = A.data, A.indptr, A.indices
+    b = size(D, 1)
+    @inbounds for I in lo:hi, r in 1:b
+        s = zero(Tc)
+        for k in Int(indptr[I])+1:Int(indptr[I+1])
+            co = Int(indices[k]) * b
+            @simd for c in 1:b
+                s += convert(Tc, D[c, r, k]) * convert(Tc, Bt[1, co+c])
+            end
+        end
+        Ct[1, (I-1)*b+r] = s
+    end
+    return nothing
 end
 
 # Explicit SIMD where all three operands share a float type and live in plain arrays.
