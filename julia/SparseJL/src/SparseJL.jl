@@ -9,7 +9,7 @@ module SparseJL
 
 using LinearAlgebra
 using SparseArrays
-using Base.Threads: @threads, nthreads
+using Base.Threads: nthreads
 
 export CSRMatrix, BSRMatrix, check_format, spmm, spmm!, spgemm, blocksize
 

@@ -8,7 +8,7 @@ status code and a message. It knows the slot layouts; the meaning lives in the k
 """
 module CABI
 
-using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem, spmm_problem,
+using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem,
                   unchecked_spmm_rowmajor!, symbolic_problem, unchecked_spgemm_symbolic!,
                   numeric_problem, unchecked_spgemm_numeric!, bsr_numeric_problem,
                   unchecked_bsr_spgemm_numeric!
@@ -45,8 +45,8 @@ function size!(s::Slots, i::Int, name::String)
     return 0
 end
 
-"`a*b` for sizes, noting an overflow."
-function mul!(s::Slots, a::Int, b::Int, name::String)
+"`a*b` for sizes, noting an overflow (0 after a problem)."
+function product!(s::Slots, a::Int, b::Int, name::String)
     p, overflow = Base.mul_with_overflow(a, b)
     overflow || return p
     note!(s, "$name = $a*$b overflows Int64")
@@ -162,7 +162,7 @@ function bsr_spmm_job(args::Ptr{Int64}, ::Type{TvA}, ::Type{Ti}, ::Type{TvB},
     b, nnzb = size!(s, 5, "b"), size!(s, 6, "nnzb")
     @forward problem(s)
     @check b >= 1 "block size b = $b must be at least 1"
-    m, k = mul!(s, mb, b, "m"), mul!(s, kb, b, "k")
+    m, k = product!(s, mb, b, "m"), product!(s, kb, b, "k")
     indptr = buffer!(s, Ti, 7, "indptr", mb + 1)
     indices, data = buffer!(s, Ti, 8, "indices", nnzb), buffer!(s, TvA, 9, "data", b, b, nnzb)
     Bt, Ct = buffer!(s, TvB, 10, "B", n, k), buffer!(s, TvC, 11, "C", n, m)
