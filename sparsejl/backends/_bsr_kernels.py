@@ -5,8 +5,12 @@ Two kernels, both reading SciPy's BSR arrays and row-major B/C in place:
 * ``bsr_spmm_mma``: tensor cores (``mma.sync`` m16n8k16, fp16 or bf16 in, fp32 accumulate) with a
   ``cp.async`` pipeline; blocksizes 16, 32, 64; ``n`` a multiple of 8. One CTA per
   (block row, ``BN`` columns) tile walks the stored blocks of its block row.
-* ``bsr_spmm_wgmma``: Hopper (sm_90a) warpgroup tensor cores (``wgmma``), blocksize 64, fp16/bf16,
-  compiled by NVRTC for sm_90a through CuPy's NVRTC bindings (CuPy's RawModule targets sm_90).
+* ``bsr_spmm_tma`` (the default for blocksize 64, fp16/bf16, on compute capability 9.0): Hopper's
+  bulk tensor copies (TMA, 128-byte swizzled 64×64 boxes, mbarrier-completed) feed warpgroup MMAs
+  (``wgmma``) in persistent CTAs; C leaves through shared memory in 16-byte stores. Compiled by
+  NVRTC for sm_90a through CuPy's NVRTC bindings (CuPy's RawModule targets sm_90).
+* ``bsr_spmm_wgmma``: the same MMAs fed by per-thread ``cp.async`` copies (kept for comparison:
+  the address arithmetic of the copies took the warps' issue slots, 1.5x slower than TMA).
 * ``bsr_spmm_generic``: CUDA cores, any value dtype and blocksize up to 128, any ``n``.
 
 cuSPARSE has BSR and Blocked-ELL SpMM too; the benchmark compares them (docs/gpu-notes.md).
@@ -498,7 +502,21 @@ typedef unsigned long long u64;
 #define A_BYTES (BS * BS * 2)
 #define B_BYTES (BS * BN * 2)
 #define STAGE_BYTES (A_BYTES + B_BYTES)
+#if OUT_KIND == 1
+#define OUT_SIZE 4
+#else
+#define OUT_SIZE 2
+#endif
+#define EP_LD (WN * OUT_SIZE + 16)                 // padded row of the epilogue tile, bytes
+#define EP_BYTES (64 * EP_LD)
+#define EP_ROW_CHUNKS (WN * OUT_SIZE / 16)
+#define EP_CHUNKS (64 * EP_ROW_CHUNKS)
 
+// a barrier over one warpgroup's 128 threads (literal ids: a register id reserves all 16 barriers)
+__device__ __forceinline__ void warpgroup_bar(int wg) {
+    if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    else asm volatile("bar.sync 2, 128;\n" ::: "memory");
+}
 __device__ __forceinline__ void fence_tmap(const void* p) {
     asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" :: "l"(p) : "memory");
 }
@@ -654,13 +672,43 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
             if (tid == 0) issue_next();
         }
         wgmma_wait<0>();
-        const long long r = (long long)row * BS + warp * 16 + (lane >> 2);
+        // epilogue: the warpgroup's 64x128 tile goes through shared memory so that C is written
+        // in whole 16-byte pieces (the accumulator layout would write 4-byte pieces, 8 rows apart)
+        const u32 ep = sbase + STAGES * STAGE_BYTES + wg * EP_BYTES;
+        warpgroup_bar(wg);
         #pragma unroll
         for (int j = 0; j < WN / 8; ++j) {
-            long long col = n0 + wg * WN + j * 8 + (lane & 3) * 2;
-            bool ok0 = col < n, ok1 = col + 1 < n;
-            store_pair(C, r * n + col, acc[j * 4 + 0], acc[j * 4 + 1], ok0, ok1);
-            store_pair(C, (r + 8) * n + col, acc[j * 4 + 2], acc[j * 4 + 3], ok0, ok1);
+            const int rr = warp * 16 + (lane >> 2), cc = j * 8 + (lane & 3) * 2;
+#if OUT_KIND == 1
+            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" :: "r"(ep + rr * EP_LD + cc * 4), "f"(acc[j * 4 + 0]), "f"(acc[j * 4 + 1]));
+            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" :: "r"(ep + (rr + 8) * EP_LD + cc * 4), "f"(acc[j * 4 + 2]), "f"(acc[j * 4 + 3]));
+#else
+            asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(ep + rr * EP_LD + cc * 2), "r"(pack2(acc[j * 4 + 0], acc[j * 4 + 1])));
+            asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(ep + (rr + 8) * EP_LD + cc * 2), "r"(pack2(acc[j * 4 + 2], acc[j * 4 + 3])));
+#endif
+        }
+        warpgroup_bar(wg);
+        const int t = tid & 127;
+        #pragma unroll
+        for (int i = 0; i < EP_CHUNKS / 128; ++i) {
+            const int c = t + i * 128, rr = c / EP_ROW_CHUNKS, cc = c % EP_ROW_CHUNKS;
+            const long long col = n0 + wg * WN + cc * (16 / OUT_SIZE);
+            u32 x, y, z, w;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(x), "=r"(y), "=r"(z), "=r"(w) : "r"(ep + rr * EP_LD + cc * 16));
+            char* dst = (char*)C + (((long long)row * BS + rr) * n + col) * OUT_SIZE;
+            if (col + 16 / OUT_SIZE <= n) {
+                asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" :: "l"(dst), "r"(x), "r"(y), "r"(z), "r"(w) : "memory");
+            } else {
+                u32 v[4] = {x, y, z, w};
+                for (int e = 0; e < 16 / OUT_SIZE; ++e)
+                    if (col + e < n) {
+#if OUT_KIND == 1
+                        ((float*)dst)[e] = __uint_as_float(v[e]);
+#else
+                        ((u16*)dst)[e] = (u16)(v[e >> 1] >> (16 * (e & 1)));
+#endif
+                    }
+            }
         }
     }
 }
@@ -690,8 +738,10 @@ def _mma_kernel(bs: int, bn: int, wm: int, wn: int, stages: int, bf16: bool, out
     return kern, smem, wm * wn * 32
 
 
-#: wgmma kernel configuration: (warpgroups per CTA, pipeline stages[, swizzle]); tile 64 × 128·WG
-WGMMA_CONFIG = (1, 4)
+#: the default kernel for 64x64 fp16/bf16 blocks on compute capability 9.0: TMA + wgmma, two
+#: warpgroups (CTA tile 64 × 256), four stages; the fastest configuration measured on an H200
+#: (docs/gpu-notes.md). Elsewhere the mma.sync kernel (MMA_CONFIGS) runs.
+TMA_CONFIG = ("tma", 2, 4)
 
 
 @functools.lru_cache(maxsize=None)
@@ -759,7 +809,8 @@ def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
     module, kern = _nvrtc_sm90a(TMA_SOURCE, "bsr_spmm_tma", (
         f"-DWG={wg}", f"-DSTAGES={stages}", f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
         f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
-    smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024
+    out_size = 4 if out_f32 else 2
+    smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024 + wg * 64 * (128 * out_size + 16)  # + epilogue tiles
     return module, kern, smem, wg * 128, _resident_ctas(kern, wg * 128, smem)
 
 
@@ -851,6 +902,8 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
     if indptr.dtype != indices.dtype:
         (indptr, indices), _ = _cuda.common_index(indptr, indices)
     index = _cuda.dtype_name(indices.dtype)
+    if config is None and wgmma_eligible(A, B, out_dtype):
+        config = TMA_CONFIG
     if config is not None and config[0] in ("wgmma", "tma") and not wgmma_eligible(A, B, out_dtype):
         raise ValueError("the wgmma kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
     if config is not None and config[0] == "tma":

@@ -16,8 +16,11 @@ Methods (one row each):
   cupy-dense     cuBLAS (cupy.matmul) on A densified beforehand: the baseline
   torch-dense    torch.matmul on the same buffers (cuBLAS/cuBLASLt), for reference
   torch-bsr      PyTorch's BSR product (torch.sparse._triton_ops.bsr_dense_mm, Triton)
-  cupy           sparsejl's "cupy" backend (tensor-core BSR kernel; cuSPARSE for CSR)
-  cupy[cfg]      the BSR kernel with another tile configuration (BN, WARPS_M, WARPS_N, STAGES)
+  cupy           sparsejl's "cupy" backend (BSR: TMA+wgmma kernel for 64x64 fp16/bf16 blocks on
+                 Hopper, mma.sync kernel otherwise; CSR: cuSPARSE)
+  cupy[cfg]      the BSR kernel in another configuration: (BN, WARPS_M, WARPS_N, STAGES) of the
+                 mma.sync kernel, ("tma"|"wgmma", warpgroups, STAGES) of the Hopper kernels
+  cupy[lpt]      the default kernel with the heaviest block rows scheduled first
   julia-cuda     sparsejl's "julia-cuda" backend: Julia calling cuSPARSE (BSR_ALG1 for BSR)
   julia-cuda[bell]  the same through cuSPARSE Blocked-ELL (conversion not timed)
   cupyx          CuPy's own csr_matrix @ B (float32 CSR only)
@@ -515,8 +518,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few small cases only")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--configs", default="wgmma,1,4;wgmma,1,6;wgmma,2,3;wgmma,2,4;wgmma,1,4,0;wgmma,2,4,0;"
-                                         "128,2,2,4;256,1,4,3;128,1,2,4",
+    ap.add_argument("--configs", default="tma,1,4;tma,2,3;tma,2,5;wgmma,1,4;128,2,2,4",
                     help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
     ap.add_argument("--configs32", default="256,2,4,4;128,2,2,4;256,1,8,4;128,2,4,4;64,1,4,6")
     args = ap.parse_args(argv)
