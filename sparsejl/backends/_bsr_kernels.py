@@ -18,6 +18,7 @@ cuSPARSE has BSR and Blocked-ELL SpMM too; the benchmark compares them (docs/gpu
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
@@ -829,8 +830,27 @@ def _encode_tiled():
     return fn
 
 
+# Device copies of encoded tensor maps. A map holds only an address, sizes and strides, so an entry
+# stays valid for any buffer later found at the same address with the same sizes: nothing goes stale.
+_MAPS_CACHE_SIZE = 64
+_maps_cache: "collections.OrderedDict" = collections.OrderedDict()
+
+
 def _tensor_maps(values_ptr: int, rows_a: int, b_ptr: int, k: int, n: int, dtype_name: str):
     """Two CUtensorMaps (A's values as rows_a x 64, B as k x n; 64x64 boxes, 128-byte swizzle) on the device."""
+    import cupy
+    key = (cupy.cuda.runtime.getDevice(), values_ptr, rows_a, b_ptr, k, n, dtype_name)
+    maps = _maps_cache.get(key)
+    if maps is None:
+        maps = _maps_cache[key] = _encode_maps(values_ptr, rows_a, b_ptr, k, n, dtype_name)
+        while len(_maps_cache) > _MAPS_CACHE_SIZE:
+            _maps_cache.popitem(last=False)
+    else:
+        _maps_cache.move_to_end(key)
+    return maps
+
+
+def _encode_maps(values_ptr: int, rows_a: int, b_ptr: int, k: int, n: int, dtype_name: str):
     import ctypes
     import cupy
     encode = _encode_tiled()
@@ -920,7 +940,6 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
         grid = min(mb * ntiles, resident)
         kern((grid,), (threads,), (maps, indptr, indices, C, np.int64(n), order, np.int32(mb), np.int32(ntiles)),
              shared_mem=smem)
-        # `maps` goes back to CuPy's stream-ordered pool here; reuse on this stream comes after the launch
         return C
     if config is not None and config[0] == "wgmma":
         wg, stages = config[1], config[2]
