@@ -325,6 +325,10 @@ def _start() -> Runtime:
 
     def owner():
         try:
+            # libjulia brings libunwind, whose _Unwind_* symbols would otherwise serve the C++
+            # exceptions of every extension loaded later (matplotlib's ft2font aborted on import):
+            # libgcc_s in the global scope first keeps those symbols where C++ expects them.
+            ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
             lib = ctypes.CDLL(info["libjulia"], mode=ctypes.RTLD_GLOBAL)
             init = getattr(lib, "jl_init_with_image__threading", None) or lib.jl_init_with_image
             init.argtypes = [ctypes.c_char_p, ctypes.c_char_p]

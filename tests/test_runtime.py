@@ -74,3 +74,20 @@ def test_many_threads_share_the_runtime():
         results = list(pool.map(lambda c: sparsejl.spmm(c[0], c[1], backend="julia"), cases * 20))
     for (A, B), got in zip(cases * 20, results):
         np.testing.assert_allclose(got, A @ B, rtol=1e-12)
+
+
+CPP_AFTER_JULIA = """
+from sparsejl import runtime
+runtime.get()
+import matplotlib.backends.backend_agg   # a pybind11 extension: C++ exceptions during import
+from matplotlib.figure import Figure
+Figure().savefig(__import__("io").BytesIO(), format="png")
+print("ok")
+"""
+
+
+def test_cpp_extensions_loaded_after_julia_keep_their_exceptions():
+    pytest.importorskip("matplotlib", reason="matplotlib is installed by scripts/setup.sh")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", CPP_AFTER_JULIA], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
