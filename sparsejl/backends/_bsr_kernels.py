@@ -503,6 +503,12 @@ typedef unsigned long long u64;
 #define A_BYTES (BS * BS * 2)
 #define B_BYTES (BS * BN * 2)
 #define STAGE_BYTES (A_BYTES + B_BYTES)
+#ifndef WS
+#define WS 0          // 1: a separate producer warp issues the copies (warp specialisation)
+#endif
+#define NCONSUMERS (WG * 128)
+#undef NTHREADS
+#define NTHREADS (NCONSUMERS + 32 * WS)
 #if OUT_KIND == 1
 #define OUT_SIZE 4
 #else
@@ -523,6 +529,9 @@ __device__ __forceinline__ void fence_tmap(const void* p) {
 }
 __device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_arrive(u32 bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
 __device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
@@ -593,16 +602,21 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
 {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) u64 full[STAGES];
+    __shared__ __align__(8) u64 empty[STAGES];
     const u32 sbase = ((u32)__cvta_generic_to_shared(smem_raw) + 1023u) & ~1023u;
     const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, wg = tid >> 7;
     const int total = mb * ntiles;
     const void* tmA = tmaps;
     const void* tmB = tmaps + 128;
+    const int producer = WS ? NCONSUMERS : 0;   // the thread that issues the copies
 
-    if (tid == 0) {
+    if (tid == producer) {
         fence_tmap(tmA);
         fence_tmap(tmB);
-        for (int s = 0; s < STAGES; ++s) mbar_init((u32)__cvta_generic_to_shared(&full[s]), 1);
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init((u32)__cvta_generic_to_shared(&full[s]), 1);
+            mbar_init((u32)__cvta_generic_to_shared(&empty[s]), NCONSUMERS / 32);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
@@ -622,11 +636,15 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
             ld_tile += gridDim.x;
         }
     };
-    auto issue_next = [&]() {      // thread 0
+    auto issue_next = [&]() {      // the producer thread
         if (ld_tile < total) {
             const long long p = ld_start + ld_it;
             const int bcol = (int)indices[p];
             const int slot = ld_step % STAGES;
+#if WS
+            if (ld_step >= STAGES)  // the consumers have released this slot's previous use
+                mbar_wait((u32)__cvta_generic_to_shared(&empty[slot]), ((ld_step / STAGES) - 1) & 1);
+#endif
             const u32 bar = (u32)__cvta_generic_to_shared(&full[slot]);
             const u32 as = sbase + slot * STAGE_BYTES;
             mbar_expect_tx(bar, STAGE_BYTES);
@@ -638,10 +656,20 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
         }
         ++ld_step;
     };
+#if WS
+    if (tid >= NCONSUMERS) {       // producer warp: one thread walks the whole block sequence
+        if (tid == producer) {
+            enter_tiles();
+            while (ld_tile < total) issue_next();
+        }
+        return;
+    }
+#else
     if (tid == 0) {
         enter_tiles();
         for (int s = 0; s < STAGES - 1; ++s) issue_next();
     }
+#endif
 
     float acc[64];
     int step = 0;
@@ -669,8 +697,13 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
             }
             wgmma_commit();
             wgmma_wait<1>();
+#if WS
+            // this warp's MMAs of the previous step are done: release that step's slot
+            if (step > 0 && lane == 0) mbar_arrive((u32)__cvta_generic_to_shared(&empty[(step - 1) % STAGES]));
+#else
             __syncthreads();
             if (tid == 0) issue_next();
+#endif
         }
         wgmma_wait<0>();
         // epilogue: the warpgroup's 64x128 tile goes through shared memory so that C is written
@@ -806,13 +839,14 @@ def _resident_ctas(kern, threads: int, smem: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str):
+def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str, ws: int = 0):
     module, kern = _nvrtc_sm90a(TMA_SOURCE, "bsr_spmm_tma", (
         f"-DWG={wg}", f"-DSTAGES={stages}", f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
-        f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
+        f"-DWS={ws}", f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
     out_size = 4 if out_f32 else 2
     smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024 + wg * 64 * (128 * out_size + 16)  # + epilogue tiles
-    return module, kern, smem, wg * 128, _resident_ctas(kern, wg * 128, smem)
+    threads = wg * 128 + 32 * ws
+    return module, kern, smem, threads, _resident_ctas(kern, threads, smem)
 
 
 _CU_TENSOR_MAP_DATA_TYPE = {"float16": 6, "bfloat16": 9}
@@ -932,8 +966,9 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
         if nnzb == 0:
             C.fill(0)
             return C
+        ws = config[3] if len(config) > 3 else 0
         _, kern, smem, threads, resident = _tma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
-                                                       _cuda.dtype_name(out_dtype) == "float32", index)
+                                                       _cuda.dtype_name(out_dtype) == "float32", index, ws)
         maps = _tensor_maps(A.data.data.ptr, nnzb * 64, B.data.ptr, k, n, _cuda.dtype_name(A.data.dtype))
         order = 0 if row_order is None else row_order
         ntiles = (n + 128 * wg - 1) // (128 * wg)

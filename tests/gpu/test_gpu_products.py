@@ -121,7 +121,8 @@ def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
     assert _bsr_kernels.mma_eligible(Ag, Bg, dt)
     configs = [None] + [c for c in [(128, 2, 2, 3), (256, 2, 4, 3), (64, 2, 2, 4), (128, 1, 4, 4)] if b // c[1] >= 16]
     if _bsr_kernels.wgmma_eligible(Ag, Bg, dt):
-        configs += [("wgmma", 1, 4), ("wgmma", 2, 3), ("wgmma", 1, 4, 0), ("tma", 1, 4), ("tma", 2, 3), ("tma", 2, 4)]
+        configs += [("wgmma", 1, 4), ("wgmma", 2, 3), ("wgmma", 1, 4, 0), ("tma", 1, 4), ("tma", 2, 3), ("tma", 2, 4),
+                    ("tma", 2, 4, 1), ("tma", 1, 4, 1)]
     for cfg in configs:
         out = cupy.full(A.shape[:1] + (n,), np.nan, dtype=np.float32).astype(dt)
         _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out)
