@@ -7,6 +7,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+try:  # before any test starts Julia: importing pyplot after that aborted the process here
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+except ImportError:
+    pass
+
 from sparsejl.bench import Case, check, matrices, peers, plot, report, run, suites, targets
 from sparsejl.bench.sweep import RECORD_FIELDS
 

@@ -121,6 +121,17 @@ def terminal_table(records: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def _load_matplotlib() -> None:
+    """Import matplotlib's plotting before Julia starts: importing it after sparsejl's runtime
+    is up aborted the process here (a C++ exception in ft2font met libjulia's unwinder)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401  (font_manager, ft2font, mathtext data)
+    except ImportError:
+        pass
+
+
 def targets_text(records: List[dict]) -> str:
     """The issue's targets, one line each, as measured in ``records``."""
     from . import targets
@@ -169,6 +180,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     deadline = time.monotonic() + 60 * args.time_limit if args.time_limit else None
     stop = (lambda: time.monotonic() > deadline) if deadline else None
 
+    out = args.out or (None if suite == "main" else f"sparsejl-bench-{suite}")
+    if out:
+        _load_matplotlib()
     environment = env.capture()  # load average before we add ours
     progress = _Progress(len(cases) * len(backends), enabled=not args.no_progress)
     t0 = time.monotonic()
@@ -182,10 +196,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     environment["julia"] = env.julia_info()
     environment["versions"] = env.versions()
 
-    print(terminal_table([r for r in records if r["op"] == "spmm" and r["model"] == "bert-base"
-                          and r["layer"] == "ffn.up" and r["n"] == 128]
-                         if suite != "main" else records))
-    out = args.out or (None if suite == "main" else f"sparsejl-bench-{suite}")
+    main_group = [r for r in records if r["op"] == "spmm" and r["model"] == "bert-base"
+                  and r["layer"] == "ffn.up" and r["n"] == 128
+                  and r["blocksize"] == args.blocksize]
+    print(terminal_table(main_group if suite != "main" else records))
     if out:
         load = environment.get("load_average") or [0.0]
         banner = []
@@ -201,7 +215,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     command="sparsejl-bench " + " ".join(map(shlex.quote, sys.argv[1:]
                                                               if argv is None else argv)))
         paths = report.write(out, records, environment, meta, html_too=not args.no_html)
-        print(targets_text(records))
+        if suite != "main":
+            print(targets_text(records))
         print("wrote " + ", ".join(paths.values()))
     return 0
 
