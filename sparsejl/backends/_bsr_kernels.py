@@ -6,8 +6,9 @@ Two kernels, both reading SciPy's BSR arrays and row-major B/C in place:
   ``cp.async`` pipeline; blocksizes 16, 32, 64; ``n`` a multiple of 8. One CTA per
   (block row, ``BN`` columns) tile walks the stored blocks of its block row.
 * ``bsr_spmm_tma`` (the default for blocksize 64, fp16/bf16, on compute capability 9.0): Hopper's
-  bulk tensor copies (TMA, 128-byte swizzled 64×64 boxes, mbarrier-completed) feed warpgroup MMAs
-  (``wgmma``) in persistent CTAs; C leaves through shared memory in 16-byte stores. Compiled by
+  bulk tensor copies (TMA, 128-byte swizzled 64×64 boxes, mbarrier-completed), issued by a
+  producer warp, feed warpgroup MMAs (``wgmma``) in persistent CTAs; C leaves through shared
+  memory in 16-byte stores. Compiled by
   NVRTC for sm_90a through CuPy's NVRTC bindings (CuPy's RawModule targets sm_90).
 * ``bsr_spmm_wgmma``: the same MMAs fed by per-thread ``cp.async`` copies (kept for comparison:
   the address arithmetic of the copies took the warps' issue slots, 1.5x slower than TMA).
@@ -773,9 +774,9 @@ def _mma_kernel(bs: int, bn: int, wm: int, wn: int, stages: int, bf16: bool, out
 
 
 #: the default kernel for 64x64 fp16/bf16 blocks on compute capability 9.0: TMA + wgmma, two
-#: warpgroups (CTA tile 64 × 256), four stages; the fastest configuration measured on an H200
-#: (docs/gpu-notes.md). Elsewhere the mma.sync kernel (MMA_CONFIGS) runs.
-TMA_CONFIG = ("tma", 2, 4)
+#: consumer warpgroups (CTA tile 64 × 256) and a producer warp, four stages; the fastest
+#: configuration measured on an H200 (docs/gpu-notes.md). Elsewhere the mma.sync kernel runs.
+TMA_CONFIG = ("tma", 2, 4, 1)
 
 
 @functools.lru_cache(maxsize=None)
