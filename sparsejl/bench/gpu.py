@@ -480,6 +480,30 @@ def _fmt(x, spec=".3f"):
     return "—" if x is None else format(x, spec)
 
 
+def _median(case: CaseResult, method: str) -> Optional[float]:
+    return next((r.median_ms for r in case.methods if r.method == method and r.ok), None)
+
+
+def targets_table(cases: List[CaseResult]) -> List[str]:
+    """The issue's targets for block-sparse fp16 SpMM: ≥3× cuBLAS at density 0.1, ≥1.5× at 0.25,
+    ≥2× PyTorch's BSR product; the default "cupy" backend against each, device time."""
+    out = ["## Targets (block-sparse float16, device time)", "",
+           "| case | cuBLAS ms | PyTorch BSR ms | cupy ms | julia-cuda ms | cupy × cuBLAS (target) | cupy × PyTorch (target 2) |",
+           "|---|---|---|---|---|---|---|"]
+    for c in cases:
+        if c.op != "spmm" or c.fmt != "bsr" or c.dtype != "float16":
+            continue
+        dense, torch_, ours, jl = (_median(c, m) for m in ("cupy-dense", "torch-bsr", "cupy", "julia-cuda"))
+        want = 3.0 if c.density <= 0.11 else 1.5
+        vs_dense = dense / ours if dense and ours else None
+        vs_torch = torch_ / ours if torch_ and ours else None
+        mark = lambda x, t: "—" if x is None else f"{x:.2f}" + (" ✓" if x >= t else " ✗")
+        out.append(f"| {c.label} | {_fmt(dense, '.4f')} | {_fmt(torch_, '.4f')} | {_fmt(ours, '.4f')} | {_fmt(jl, '.4f')} "
+                   f"| {mark(vs_dense, want)} ({want:g}) | {mark(vs_torch, 2.0)} |")
+    out.append("")
+    return out
+
+
 def report(env, ceil, cases: List[CaseResult]) -> str:
     lines = ["# GPU benchmark", "",
              f"{env.get('gpu')} ({env.get('sm_count')} SMs), CUDA driver {env.get('cuda_driver')}, "
@@ -491,6 +515,7 @@ def report(env, ceil, cases: List[CaseResult]) -> str:
              "`host µs`: Python-side cost per call with an idle queue. `× dense`: cupy-dense median / this "
              "median. Floors: sparse FLOPs at the measured cuBLAS rate; minimum bytes at the measured copy "
              "bandwidth.", ""]
+    lines += targets_table(cases)
     for c in cases:
         dense = next((r.median_ms for r in c.methods if r.method == "cupy-dense" and r.ok), None)
         lines.append(f"## {c.op} {c.label}: {c.fmt.upper()} {c.m}×{c.k} · {c.k}×{c.n}, density {c.density}, "
