@@ -5,6 +5,7 @@ Nothing here imports CuPy at module import time; every function that needs it im
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
@@ -150,3 +151,55 @@ def libcusparse_path() -> str:
     except OSError:
         pass
     return "libcusparse.so.12"
+
+
+# Blocked-ELL copies of BSR matrices, by the identity of A's buffers. The entry holds A's arrays,
+# so the addresses in the key cannot be reused while it lives; values changed in place are not
+# seen: call clear_cache() after modifying a matrix that was multiplied before.
+_BELL_CACHE_SIZE = 8
+_bell_cache: "collections.OrderedDict" = collections.OrderedDict()
+#: value dtypes that go through Blocked-ELL: its float32 path rounds A and B to TF32 (measured
+#: error 3e-4), so float32/float64 use BSR_ALG1, which keeps float32 arithmetic
+BELL_DTYPES = ("float16", "bfloat16")
+#: Blocked-ELL pads every block row to the longest; above this much padding BSR_ALG1 is used instead
+MAX_BELL_PADDING = 4.0
+
+
+def clear_blocked_ell_cache() -> None:
+    _bell_cache.clear()
+
+
+def blocked_ell(A):
+    """A's Blocked-ELL copy (colind, values, width), made once and cached; None where padding would cost too much."""
+    key = (int(A.data.data.ptr), int(A.indices.data.ptr), int(A.indptr.data.ptr), A.shape, A.blocksize, A.data.dtype.str)
+    hit = _bell_cache.get(key)
+    if hit is not None:
+        _bell_cache.move_to_end(key)
+        return hit[1]
+    nnzb = len(A.indices)
+    mb = len(A.indptr) - 1
+    bell = to_blocked_ell(A)
+    if nnzb and bell[2] * mb > MAX_BELL_PADDING * nnzb:
+        bell = None  # too skewed: BSR_ALG1 on A itself
+    _bell_cache[key] = ((A.data, A.indices, A.indptr), bell)
+    while len(_bell_cache) > _BELL_CACHE_SIZE:
+        _bell_cache.popitem(last=False)
+    return bell
+
+
+def to_blocked_ell(A, index_dtype=np.int32):
+    """BSR -> cuSPARSE Blocked-ELL arrays (colind (mb, w) padded with -1, values (mb*b, w*b)), w = max blocks per row."""
+    import cupy
+    b = A.blocksize
+    mb = len(A.indptr) - 1
+    indptr = A.indptr.astype(np.int64)
+    counts = cupy.diff(indptr)
+    w = max(int(counts.max()) if mb else 0, 1)
+    nnzb = int(indptr[-1])
+    brow = cupy.repeat(cupy.arange(mb, dtype=np.int64), counts)
+    pos = cupy.arange(nnzb, dtype=np.int64) - indptr[brow]
+    colind = cupy.full((mb, w), -1, dtype=index_dtype)
+    colind[brow, pos] = A.indices[:nnzb].astype(index_dtype)
+    values = cupy.zeros((mb, b, w, b), dtype=A.data.dtype)
+    values[brow, :, pos, :] = A.data[:nnzb]
+    return colind, values.reshape(mb * b, w * b), w

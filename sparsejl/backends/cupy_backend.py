@@ -7,11 +7,15 @@ on first use, never when sparsejl is imported.
 * CSR SpMM: cuSPARSE's generic SpMM (``cusparseSpMM``, CSR, row-major B and C, algorithm
   default) through CuPy's own cuSPARSE bindings, so float16/bfloat16 work too (CuPy's
   ``csr_matrix @ B`` takes float32/float64 only and copies B to column-major).
-* BSR SpMM: a tensor-core kernel (_bsr_kernels.py) for float16/bfloat16, a CUDA-core one otherwise.
+* BSR SpMM, float16/bfloat16: the TMA + wgmma kernel for 64×64 blocks on Hopper, cuSPARSE
+  Blocked-ELL SpMM otherwise (see `spmm`); other dtypes: a CUDA-core kernel (_bsr_kernels.py).
 * CSR SpGEMM: ``cupyx.scipy.sparse``'s product (cuSPARSE SpGEMM), float16/bfloat16 through float32.
 """
 
 from __future__ import annotations
+
+import ctypes
+import functools
 
 import numpy as np
 
@@ -49,11 +53,85 @@ def _with_data(A, data):
 
 
 def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None):
-    """A @ B on the GPU. `alg` picks cuSPARSE's SpMM algorithm (CSR); `config` the BSR kernel's tiles."""
+    """A @ B on the GPU. `alg` picks cuSPARSE's SpMM algorithm (CSR); `config` the BSR kernel's
+    tiles (see _bsr_kernels.bsr_spmm) or "bell" for cuSPARSE's Blocked-ELL SpMM.
+
+    BSR, float16/bfloat16: blocksize 64 on compute capability 9.0 runs the TMA + wgmma kernel;
+    other blocksizes run cuSPARSE's Blocked-ELL SpMM (tensor cores) on a cached Blocked-ELL copy
+    of A, which ran as fast as or faster than the mma.sync kernel for 32×32 blocks on an H200;
+    the mma.sync kernel takes what Blocked-ELL would pad too much. Other dtypes: CUDA cores."""
     A, B, out = _retyped(A, B)
     if A.format == "csr":
         return csr_spmm(A, B, out, alg=alg)
+    if config is None and not _bsr_kernels.wgmma_eligible(A, B, out) and _bell_eligible(A, B, out):
+        config = "bell"
+    if config == "bell":
+        bell = _cuda.blocked_ell(A)
+        if bell is not None:
+            return bell_spmm(A.shape, A.blocksize, bell, B, out)
+        config = None
     return _bsr_kernels.bsr_spmm(A, B, out, config=config)
+
+
+def _bell_eligible(A, B, out) -> bool:
+    name = _cuda.dtype_name(A.data.dtype)
+    return (name in _cuda.BELL_DTYPES and _cuda.dtype_name(B.dtype) == name and _cuda.dtype_name(out) == name
+            and A.blocksize >= 8 and len(A.indices) > 0)
+
+
+def bell_spmm(shape, b, bell, B, out_dtype):
+    """cuSPARSE Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) through CuPy's handle and bindings;
+    the descriptor is made through ctypes in the same libcusparse (CuPy binds no Blocked-ELL)."""
+    import cupy
+    from cupy_backends.cuda.libs import cusparse as cs
+
+    colind, values, width = bell
+    m, k = shape
+    n = B.shape[1]
+    C = cupy.empty((m, n), dtype=out_dtype)
+    ta = _cuda.cuda_type(values.dtype)
+    alpha, beta = np.ones(1, np.float32), np.zeros(1, np.float32)
+    handle = cupy.cuda.device.get_cusparse_handle()
+    mat_a = _create_blocked_ell(m, k, b, width * b, colind.data.ptr, values.data.ptr,
+                                _cuda.index_type(colind.dtype), ta)
+    mat_b = mat_c = 0
+    try:
+        mat_b = cs.createDnMat(k, n, n, B.data.ptr, _cuda.cuda_type(B.dtype), _ORDER_ROW)
+        mat_c = cs.createDnMat(m, n, n, C.data.ptr, _cuda.cuda_type(out_dtype), _ORDER_ROW)
+        size = cs.spMM_bufferSize(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data,
+                                  mat_c, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
+        buf = cupy.empty(max(size, 1), dtype=np.int8)
+        cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, _cuda.CUDA_R_32F,
+                CUSPARSE_SPMM_BLOCKED_ELL_ALG1, buf.data.ptr)
+    finally:
+        if mat_c:
+            cs.destroyDnMat(mat_c)
+        if mat_b:
+            cs.destroyDnMat(mat_b)
+        cs.destroySpMat(mat_a)
+    return C
+
+
+CUSPARSE_SPMM_BLOCKED_ELL_ALG1 = 13
+
+
+@functools.lru_cache(maxsize=None)
+def _create_blocked_ell_fn():
+    lib = ctypes.CDLL(_cuda.libcusparse_path())
+    fn = lib.cusparseCreateBlockedEll
+    fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _create_blocked_ell(m, k, b, ell_cols, colind_ptr, values_ptr, index_type, value_type) -> int:
+    descr = ctypes.c_void_p()
+    status = _create_blocked_ell_fn()(ctypes.byref(descr), m, k, b, ell_cols, colind_ptr, values_ptr, index_type,
+                                      _BASE_ZERO, value_type)
+    if status != 0:
+        raise RuntimeError(f"cusparseCreateBlockedEll failed with status {status}")
+    return int(descr.value)
 
 
 def csr_spmm(A, B, out_dtype, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):

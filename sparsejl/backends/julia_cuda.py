@@ -15,7 +15,6 @@ of docs/abi.md.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import threading
 
@@ -93,8 +92,8 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
     if len(indices) == 0:  # nothing stored; cuSPARSE writes empty rows itself otherwise (beta = 0)
         C.fill(0)
         return C
-    if A.format == "bsr" and blocked_ell is None and alg is None and _cuda.dtype_name(A.data.dtype) in _BELL_DTYPES:
-        blocked_ell = _blocked_ell(A)
+    if A.format == "bsr" and blocked_ell is None and alg is None and _cuda.dtype_name(A.data.dtype) in _cuda.BELL_DTYPES:
+        blocked_ell = _cuda.blocked_ell(A)
     if A.format == "bsr" and blocked_ell is not None:
         colind, values, ellcols = blocked_ell
         key = f"cuda_bell_spmm:{_cuda.julia_type(values.dtype)},{_cuda.julia_type(colind.dtype)}," \
@@ -113,57 +112,6 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
                  _ptr(B), _ptr(C), CUSPARSE_SPMM_BSR_ALG1 if alg is None else alg]
         rt.call("cuda_bsr_spmm:" + types, slots, (indptr, indices, A.data, B, C))
     return C
-
-
-# Blocked-ELL copies of BSR matrices, by the identity of A's buffers. The entry holds A's arrays,
-# so the addresses in the key cannot be reused while it lives; values changed in place are not
-# seen: call clear_cache() after modifying a matrix that was multiplied before.
-_BELL_CACHE_SIZE = 8
-_bell_cache: "collections.OrderedDict" = collections.OrderedDict()
-#: value dtypes that go through Blocked-ELL: its float32 path rounds A and B to TF32 (measured
-#: error 3e-4), so float32/float64 use BSR_ALG1, which keeps float32 arithmetic
-_BELL_DTYPES = ("float16", "bfloat16")
-#: Blocked-ELL pads every block row to the longest; above this much padding BSR_ALG1 is used instead
-MAX_BELL_PADDING = 4.0
-
-
-def clear_cache() -> None:
-    _bell_cache.clear()
-
-
-def _blocked_ell(A):
-    key = (_ptr(A.data), _ptr(A.indices), _ptr(A.indptr), A.shape, A.blocksize, A.data.dtype.str)
-    hit = _bell_cache.get(key)
-    if hit is not None:
-        _bell_cache.move_to_end(key)
-        return hit[1]
-    nnzb = len(A.indices)
-    mb = len(A.indptr) - 1
-    bell = to_blocked_ell(A)
-    if nnzb and bell[2] * mb > MAX_BELL_PADDING * nnzb:
-        bell = None  # too skewed: BSR_ALG1 on A itself
-    _bell_cache[key] = ((A.data, A.indices, A.indptr), bell)
-    while len(_bell_cache) > _BELL_CACHE_SIZE:
-        _bell_cache.popitem(last=False)
-    return bell
-
-
-def to_blocked_ell(A, index_dtype=np.int32):
-    """BSR -> cuSPARSE Blocked-ELL arrays (colind (mb, w) padded with -1, values (mb*b, w*b)), w = max blocks per row."""
-    import cupy
-    b = A.blocksize
-    mb = len(A.indptr) - 1
-    indptr = A.indptr.astype(np.int64)
-    counts = cupy.diff(indptr)
-    w = max(int(counts.max()) if mb else 0, 1)
-    nnzb = int(indptr[-1])
-    brow = cupy.repeat(cupy.arange(mb, dtype=np.int64), counts)
-    pos = cupy.arange(nnzb, dtype=np.int64) - indptr[brow]
-    colind = cupy.full((mb, w), -1, dtype=index_dtype)
-    colind[brow, pos] = A.indices[:nnzb].astype(index_dtype)
-    values = cupy.zeros((mb, b, w, b), dtype=A.data.dtype)
-    values[brow, :, pos, :] = A.data[:nnzb]
-    return colind, values.reshape(mb * b, w * b), w
 
 
 def spgemm(A, B):
@@ -202,3 +150,11 @@ def spgemm(A, B):
         # cuSPARSE writes each row's columns sorted and merged: canonical already
         return csp.csr_matrix((data, indices, indptr), shape=(m, n))
     return CSR(data.astype(out, copy=False), indices, indptr, (m, n))
+
+
+def clear_cache() -> None:
+    """Forget the cached Blocked-ELL copies (after changing a multiplied matrix's values in place)."""
+    _cuda.clear_blocked_ell_cache()
+
+
+to_blocked_ell = _cuda.to_blocked_ell
