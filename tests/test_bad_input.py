@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparsejl
-from conftest import CPU_BACKENDS
+from sparse_cases import CPU_BACKENDS
 
 
 def csr(indptr, indices, data, shape, index_dtype=np.int32):

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import sparsejl
-from conftest import random_bsr, random_csr
+from sparse_cases import random_bsr, random_csr
 
 ROOT = Path(__file__).resolve().parents[1]
 

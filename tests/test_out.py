@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparsejl
-from conftest import CPU_BACKENDS, random_csr
+from sparse_cases import CPU_BACKENDS, random_csr
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -15,12 +15,23 @@ from sparsejl import runtime
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_started_once_with_the_requested_threads():
+def test_started_once():
     rt = runtime.get()
     assert runtime.get() is rt
-    assert rt.threads == int(os.environ["JULIA_NUM_THREADS"])
     assert rt.eval("Threads.nthreads()") == str(rt.threads)
     assert rt.version.startswith("1.")
+
+
+@pytest.mark.parametrize("env,expected", [({"JULIA_NUM_THREADS": "1"}, 1),
+                                          ({"SPARSEJL_NUM_THREADS": "1"}, 1),
+                                          ({}, os.cpu_count())])
+def test_thread_count_follows_the_environment(env, expected):
+    clean = {k: v for k, v in os.environ.items() if k not in ("JULIA_NUM_THREADS", "SPARSEJL_NUM_THREADS")}
+    clean.update(env, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", "from sparsejl import runtime; print(runtime.julia_threads())"],
+                         env=clean, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) == expected
 
 
 def test_julia_exceptions_become_python_exceptions():

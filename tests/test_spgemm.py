@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsejl
-from conftest import CPU_BACKENDS, RTOL, random_bsr, random_csr
+from sparse_cases import CPU_BACKENDS, RTOL, random_bsr, random_csr
 
 
 def check_spgemm(got, A, B, fmt, dtype):

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sparsejl
-from conftest import CPU_BACKENDS, assert_product_close, random_bsr, random_csr
+from sparse_cases import CPU_BACKENDS, assert_product_close, random_bsr, random_csr
 
 SHAPES = [(0, 0, 0), (0, 5, 3), (5, 0, 3), (5, 4, 0), (1, 1, 1), (7, 3, 1), (3, 7, 2), (64, 48, 33), (200, 130, 17)]
 

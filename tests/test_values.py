@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparsejl
-from conftest import random_bsr, random_csr
+from sparse_cases import random_bsr, random_csr
 
 
 def with_specials(values, rng, specials):
