@@ -42,10 +42,10 @@ fields plus:
 
 Each measurement: convert operands (untimed), one call whose result is checked against a
 float64 SciPy reference, ``warmup`` untimed calls, then ``repeats`` timed samples; the median
-is reported. Samples are taken in rounds across the case's backends (every backend once, then
-again), so that a change in machine load falls on all of them alike. ``progress(record, done,
-total)`` is called for every record once its case is finished; ``should_stop()`` is polled
-before each backend is prepared and before each round (records not finished say "stopped").
+is reported. Each backend is timed alone, after a short pause that lets the previous library's
+worker threads go idle; ``"dense"`` goes first in each case, so every later record has its
+speedup when ``progress(record, done, total)`` is called with it. ``should_stop()`` is polled
+before each backend and before each sample (a record cut short says "stopped", no median).
 """
 from __future__ import annotations
 
@@ -71,10 +71,10 @@ RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", 
 
 #: A timed sample lasts at least this long: fast calls are repeated within it.
 MIN_SAMPLE_S = 2e-3
-#: A call this slow needs no separate warm-up: its checked first call was one.
-SLOW_CALL_S = 0.1
 #: Memory is measured by one more call only where that call is cheaper than this.
 MEMORY_CALL_S = 0.5
+#: Pause before timing each backend, so that the previous library's threads have gone idle.
+SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,12 @@ class Case:
 
 
 class _Timer:
-    """One backend's prepared call, timed one sample per round.
+    """One backend's prepared call: warm-up, then samples back to back.
 
-    Samples are taken in rounds across the backends of a case (round 1: every backend once,
-    then round 2, ...), so a change in the machine's load during a case falls on every
-    backend alike instead of on whichever happened to run then.
+    Each backend is timed alone, after a pause of ``SETTLE_S``: the worker threads of the
+    library timed before it (OpenMP pools spin-wait for up to 200 ms after a call) are then
+    asleep and take no core from it. Interleaving the backends' samples instead made a 16×16
+    product take milliseconds in PyTorch and MKL here, their pools spinning against each other.
     """
 
     def __init__(self, contender, fn, rec, first_s):
@@ -119,13 +120,11 @@ class _Timer:
             self.fn()  # leaves the operands loaded where the contender times them
             self.warmup = warmup
             return
-        if self.first_s >= SLOW_CALL_S:
-            return  # the checked call warmed it up, and one call fills a sample
-        for _ in range(warmup):
+        one = self.first_s
+        for _ in range(max(warmup, 1)):  # the last warm-up call sizes the samples
+            t0 = time.perf_counter()
             self.fn()
-        t0 = time.perf_counter()
-        self.fn()
-        one = time.perf_counter() - t0
+            one = time.perf_counter() - t0
         if one < MIN_SAMPLE_S:
             self.number = min(1000, math.ceil(MIN_SAMPLE_S / max(one, 1e-7)))
 
@@ -223,6 +222,48 @@ def _guarded(timer, step, *args) -> bool:
         return False
 
 
+class _Latch:
+    """``should_stop`` polled until it first says yes, then yes for good."""
+
+    def __init__(self, should_stop):
+        self.should_stop, self.stopped = should_stop, False
+
+    def __call__(self) -> bool:
+        self.stopped = self.stopped or bool(self.should_stop and self.should_stop())
+        return self.stopped
+
+
+def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop) -> Optional[dict]:
+    """Check, then time, one backend on one case; None when it needs operands not yet built."""
+    if stop():
+        return _record(case, c, "stopped", "stopped before this measurement")
+    slow = too_slow.get((c.name, _group(case)))
+    if slow is not None and case.density >= slow[0]:
+        return _record(case, c, "skipped", f"at density {slow[0]:g} one call took "
+                       f"{slow[1]:.3g} s > max_call_s={max_call_s:g}: not run at higher densities")
+    if not c.availability()[0]:
+        return _checked(case, c, None, None, None, None, max_call_s)[0]
+    if built is None:
+        return None
+    rec, timer = _checked(case, c, *built, max_call_s)
+    rec.update(nnz=int(built[0].nnz), actual_density=built[0].nnz / float(case.m * case.k))
+    if timer is None:
+        if rec["status"] == "skipped" and rec["times_s"]:  # over max_call_s
+            too_slow[(c.name, _group(case))] = (case.density, rec["times_s"][0])
+        return rec
+    time.sleep(SETTLE_S)
+    if not _guarded(timer, timer.warm, warmup):
+        return rec
+    for _ in range(repeats):
+        if stop():
+            rec.update(status="stopped", reason="stopped while timing", times_s=timer.times)
+            return rec
+        if not _guarded(timer, timer.sample):
+            return rec
+    _guarded(timer, timer.finish)
+    return rec
+
+
 def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: int = 1,
         progress: Optional[Callable[[dict, int, int], None]] = None,
         should_stop: Optional[Callable[[], bool]] = None,
@@ -239,56 +280,28 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
     # the baseline goes first in each case, so its median is there for the speedups
     contenders.sort(key=lambda c: c.name != "dense")
     total, done, records = len(cases) * len(contenders), 0, []
-    stop = lambda: bool(should_stop and should_stop())  # noqa: E731
-    stopped = False
+    stop = _Latch(should_stop)
     too_slow = {}  # (backend, case but its density) -> (density, seconds) of a call over the cap
+
+    def emit(rec: dict, base: Optional[float]) -> None:
+        nonlocal done
+        if base and rec["status"] == "ok" and rec["median_s"]:
+            rec["speedup_vs_dense"] = base / rec["median_s"]
+        records.append(rec)
+        done += 1
+        if progress:
+            progress(rec, done, total)
+
     for case in cases:
-        built = None
-        recs, timers = [], []
+        built, base = None, None
         for c in contenders:
-            stopped = stopped or stop()
-            if stopped:
-                recs.append(_record(case, c, "stopped", "stopped before this measurement"))
-                continue
-            slow = too_slow.get((c.name, _group(case)))
-            if slow is not None and case.density >= slow[0]:
-                recs.append(_record(case, c, "skipped",
-                                    f"at density {slow[0]:g} one call took {slow[1]:.3g} s > "
-                                    f"max_call_s={max_call_s:g}: not run at higher densities"))
-                continue
-            if c.availability()[0] and built is None:
+            rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop)
+            if rec is None:  # operands needed: built once per case, on first need
                 A, B = matrices.operands(case)
                 built = (A, B) + matrices.reference(case.op, A, B, case.density)
-            if built is None:  # missing: no operands needed to say so
-                rec, timer = _checked(case, c, None, None, None, None, max_call_s)
-            else:
-                rec, timer = _checked(case, c, *built, max_call_s)
-                rec.update(nnz=int(built[0].nnz),
-                           actual_density=built[0].nnz / float(case.m * case.k))
-            recs.append(rec)
-            if timer is not None:
-                timers.append(timer)
-            elif rec["status"] == "skipped" and rec["times_s"]:  # over max_call_s
-                too_slow[(c.name, _group(case))] = (case.density, rec["times_s"][0])
-        timers = [t for t in timers if _guarded(t, t.warm, warmup)]
-        for _ in range(repeats):
-            stopped = stopped or stop()
-            if stopped:
-                break
-            timers = [t for t in timers if _guarded(t, t.sample)]
-        for t in timers:
-            if len(t.times) < repeats:
-                t.rec.update(status="stopped", reason="stopped while timing", times_s=t.times)
-            else:
-                _guarded(t, t.finish)
-        base = next((r["median_s"] for r in recs if r["backend"] == "dense"
-                     and r["status"] == "ok"), None)
-        for rec in recs:
-            if base and rec["status"] == "ok" and rec["median_s"]:
-                rec["speedup_vs_dense"] = base / rec["median_s"]
-            records.append(rec)
-            done += 1
-            if progress:
-                progress(rec, done, total)
-        del built, timers
+                rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop)
+            if c.name == "dense" and rec["status"] == "ok":
+                base = rec["median_s"]
+            emit(rec, base)
+        del built
     return records
