@@ -13,6 +13,23 @@ import sparsejl
 from sparsejl import BSR, CSR
 
 TOL = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "float64": 1e-12}
+
+
+@pytest.fixture
+def gpu():
+    """CuPy, or a skip that says why there is no usable GPU here."""
+    from sparsejl.backends import _cuda
+    reason = _cuda.gpu_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import cupy
+    return cupy
+
+
+@pytest.fixture
+def seed():
+    """A fresh seed per test, printed on failure so that a case can be replayed."""
+    return int(np.random.SeedSequence().entropy % (2**31))
 BACKENDS = ("cupy", "julia-cuda", "cupy-dense")
 
 
