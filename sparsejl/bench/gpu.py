@@ -562,6 +562,10 @@ def main(argv=None):
         print("wrote", out)
         return cases
     from .. import shapes
+    from ..backends import _cuda
+    reason = _cuda.gpu_reason()
+    if reason is not None:
+        sys.exit(f"sparsejl.bench.gpu needs CuPy and a CUDA GPU: {reason}")
     timer = Timer(reps=args.reps)
     env = environment()
     print(json.dumps(env, indent=1), flush=True)
