@@ -74,8 +74,8 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
     if ax is None:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(11, 5.2))
-        fig.subplots_adjust(left=0.07, right=0.62, top=0.92, bottom=0.11)
+        fig, ax = plt.subplots(figsize=(12, 5.2))
+        fig.subplots_adjust(left=0.065, right=0.58, top=0.92, bottom=0.11)
     else:
         fig = ax.figure
     lines = _series(records)
@@ -88,7 +88,7 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
         pts = sorted(pts)
         be = break_even(pts)
         label = f"{name} [{threads.get(name)} thr] (break-even d" + (
-            f"≈{be:.2f})" if be is not None else f" {break_even_text(pts)})")
+            f"≈{be:.2f})" if be is not None else f" {break_even_text(pts)})".replace(" (", "\n("))
         (line,) = ax.plot([d for d, _ in pts], [s for _, s in pts], marker="o", label=label)
         if be is not None:
             ax.plot([be], [1.0], marker="X", markersize=11, color=line.get_color(),

@@ -200,7 +200,8 @@ def render_html(content: list) -> str:
             body.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
         elif b[0] == "p":
             text = html.escape(b[1])
-            body.append("<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", text) + "</p>")
+            text = re.sub(r"`([^`]*)`", r"<code>\1</code>", text)
+            body.append("<p>" + re.sub(r"\*\*([^*]*)\*\*", r"<b>\1</b>", text) + "</p>")
         elif b[0] == "table":
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b[1])
             rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
