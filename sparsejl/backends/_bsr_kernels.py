@@ -507,6 +507,9 @@ typedef unsigned long long u64;
 #ifndef WS
 #define WS 0          // 1: a separate producer warp issues the copies (warp specialisation)
 #endif
+#ifndef BULKSTORE
+#define BULKSTORE 0   // 1: C rows leave shared memory through bulk copies (cp.async.bulk)
+#endif
 #define NCONSUMERS (WG * 128)
 #undef NTHREADS
 #define NTHREADS (NCONSUMERS + 32 * WS)
@@ -710,6 +713,10 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
         // epilogue: the warpgroup's 64x128 tile goes through shared memory so that C is written
         // in whole 16-byte pieces (the accumulator layout would write 4-byte pieces, 8 rows apart)
         const u32 ep = sbase + STAGES * STAGE_BYTES + wg * EP_BYTES;
+#if BULKSTORE
+        // the previous tile's row copies must have read the buffer before it is written again
+        if ((tid & 127) < 64) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
         warpgroup_bar(wg);
         #pragma unroll
         for (int j = 0; j < WN / 8; ++j) {
@@ -722,6 +729,24 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
             asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(ep + (rr + 8) * EP_LD + cc * 2), "r"(pack2(acc[j * 4 + 2], acc[j * 4 + 3])));
 #endif
         }
+#if BULKSTORE
+        // each of 64 threads hands one row of the tile to the copy engine (a bulk copy, not a loop
+        // of stores), so the warps go on to the next tile's MMAs while C is written
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        warpgroup_bar(wg);
+        {
+            const int t = tid & 127;
+            const long long col = n0 + wg * WN;
+            if (t < 64 && col < n) {
+                const long long cols = (n - col) < WN ? (n - col) : WN;
+                char* dst = (char*)C + (((long long)row * BS + t) * n + col) * OUT_SIZE;
+                asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n"
+                             :: "l"(dst), "r"(ep + t * EP_LD), "r"((u32)(cols * OUT_SIZE)) : "memory");
+                asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+            }
+        }
+        continue;
+#endif
         warpgroup_bar(wg);
         const int t = tid & 127;
         #pragma unroll
@@ -746,6 +771,9 @@ bsr_spmm_tma(const unsigned char* __restrict__ tmaps, const INDEX_T* __restrict_
             }
         }
     }
+#if BULKSTORE
+    if ((tid & 127) < 64) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
 }
 '''
 
@@ -840,10 +868,10 @@ def _resident_ctas(kern, threads: int, smem: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str, ws: int = 0):
+def _tma_kernel(wg: int, stages: int, bf16: bool, out_f32: bool, index: str, ws: int = 0, bulk: int = 0):
     module, kern = _nvrtc_sm90a(TMA_SOURCE, "bsr_spmm_tma", (
         f"-DWG={wg}", f"-DSTAGES={stages}", f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}",
-        f"-DWS={ws}", f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
+        f"-DWS={ws}", f"-DBULKSTORE={bulk}", f"-DINDEX_T={'int' if index == 'int32' else 'long long'}"))
     out_size = 4 if out_f32 else 2
     smem = stages * (64 * 64 + 64 * 128 * wg) * 2 + 1024 + wg * 64 * (128 * out_size + 16)  # + epilogue tiles
     threads = wg * 128 + 32 * ws
@@ -968,8 +996,9 @@ def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None):
             C.fill(0)
             return C
         ws = config[3] if len(config) > 3 else 0
+        bulk = config[4] if len(config) > 4 else 0
         _, kern, smem, threads, resident = _tma_kernel(wg, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
-                                                       _cuda.dtype_name(out_dtype) == "float32", index, ws)
+                                                       _cuda.dtype_name(out_dtype) == "float32", index, ws, bulk)
         maps = _tensor_maps(A.data.data.ptr, nnzb * 64, B.data.ptr, k, n, _cuda.dtype_name(A.data.dtype))
         order = 0 if row_order is None else row_order
         ntiles = (n + 128 * wg - 1) // (128 * wg)

@@ -544,7 +544,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few small cases only")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--configs", default="tma,2,4;tma,2,3,1;tma,1,4,1;wgmma,1,4;128,2,2,4;bell",
+    ap.add_argument("--configs", default="tma,2,4,1,1;tma,2,3,1,1;tma,2,4;tma,1,4,1;wgmma,1,4;128,2,2,4;bell",
                     help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
     ap.add_argument("--configs32", default="128,1,4,4;256,1,8,4;128,2,2,4")
     ap.add_argument("--report-from", metavar="JSON", help="only rewrite the Markdown report of a saved run")

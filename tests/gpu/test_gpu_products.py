@@ -139,12 +139,28 @@ def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
     configs = [None] + [c for c in [(128, 2, 2, 3), (256, 2, 4, 3), (64, 2, 2, 4), (128, 1, 4, 4)] if b // c[1] >= 16]
     if _bsr_kernels.wgmma_eligible(Ag, Bg, dt):
         configs += [("wgmma", 1, 4), ("wgmma", 2, 3), ("wgmma", 1, 4, 0), ("tma", 1, 4), ("tma", 2, 3), ("tma", 2, 4),
-                    ("tma", 2, 4, 1), ("tma", 1, 4, 1)]
+                    ("tma", 2, 4, 1), ("tma", 1, 4, 1), ("tma", 2, 4, 1, 1), ("tma", 1, 4, 1, 1)]
     for cfg in configs:
         out = cupy.full(A.shape[:1] + (n,), np.nan, dtype=np.float32).astype(dt)
         _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out)
         err = rel_err(host(cupy, out), f64(A).toarray() @ f64(B))
         assert err <= TOL[dtype], f"seed={seed} config={cfg}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
+@pytest.mark.parametrize("b", [64, 32])
+def test_bsr_spmm_int64_indices(gpu, seed, backend, b):
+    cupy = gpu
+    mod = _backend(backend)
+    dt = np.dtype(np.float16)
+    rng = np.random.default_rng(seed)
+    A = random_bsr(rng, 7, 5, b, 0.4, dt)
+    B = random_dense(rng, A.shape[1], 264, dt)
+    Ag = to_gpu(cupy, A, dt)
+    Ag = type(Ag)(Ag.data, Ag.indices.astype(np.int64), Ag.indptr.astype(np.int64), Ag.shape, b)
+    C = mod.spmm(Ag, cupy.asarray(B))
+    err = rel_err(host(cupy, C), f64(A).toarray() @ f64(B))
+    assert err <= TOL["float16"], f"seed={seed}: error {err:.2e}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
