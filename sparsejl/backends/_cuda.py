@@ -153,11 +153,6 @@ def libcusparse_path() -> str:
     return "libcusparse.so.12"
 
 
-# Blocked-ELL copies of BSR matrices, by the identity of A's buffers. The entry holds A's arrays,
-# so the addresses in the key cannot be reused while it lives; values changed in place are not
-# seen: call clear_cache() after modifying a matrix that was multiplied before.
-_BELL_CACHE_SIZE = 8
-_bell_cache: "collections.OrderedDict" = collections.OrderedDict()
 #: value dtypes that go through Blocked-ELL: its float32 path rounds A and B to TF32 (measured
 #: error 3e-4), so float32/float64 use BSR_ALG1, which keeps float32 arithmetic
 BELL_DTYPES = ("float16", "bfloat16")
@@ -165,25 +160,18 @@ BELL_DTYPES = ("float16", "bfloat16")
 MAX_BELL_PADDING = 4.0
 
 
-def clear_blocked_ell_cache() -> None:
-    _bell_cache.clear()
-
-
 def blocked_ell(A):
-    """A's Blocked-ELL copy (colind, values, width), made once and cached; None where padding would cost too much."""
-    key = (int(A.data.data.ptr), int(A.indices.data.ptr), int(A.indptr.data.ptr), A.shape, A.blocksize, A.data.dtype.str)
-    hit = _bell_cache.get(key)
-    if hit is not None:
-        _bell_cache.move_to_end(key)
-        return hit[1]
+    """A's Blocked-ELL copy (colind, values, width), or None where padding would cost too much.
+
+    Made anew on every call: a copy cached by buffer address would silently miss values changed
+    in place. Callers that multiply one matrix many times convert it once with `to_blocked_ell`
+    and pass the copy (`blocked_ell=` of the GPU backends' spmm).
+    """
     nnzb = len(A.indices)
     mb = len(A.indptr) - 1
     bell = to_blocked_ell(A)
     if nnzb and bell[2] * mb > MAX_BELL_PADDING * nnzb:
-        bell = None  # too skewed: BSR_ALG1 on A itself
-    _bell_cache[key] = ((A.data, A.indices, A.indptr), bell)
-    while len(_bell_cache) > _BELL_CACHE_SIZE:
-        _bell_cache.popitem(last=False)
+        return None  # too skewed: BSR_ALG1 on A itself
     return bell
 
 

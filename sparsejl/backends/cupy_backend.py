@@ -52,21 +52,22 @@ def _with_data(A, data):
     return type(A)(data, A.indices, A.indptr, A.shape)
 
 
-def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None):
+def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell=None):
     """A @ B on the GPU. `alg` picks cuSPARSE's SpMM algorithm (CSR); `config` the BSR kernel's
     tiles (see _bsr_kernels.bsr_spmm) or "bell" for cuSPARSE's Blocked-ELL SpMM.
 
     BSR, float16/bfloat16: blocksize 64 on compute capability 9.0 runs the TMA + wgmma kernel;
-    other blocksizes run cuSPARSE's Blocked-ELL SpMM (tensor cores) on a cached Blocked-ELL copy
-    of A, which ran as fast as or faster than the mma.sync kernel for 32×32 blocks on an H200;
+    other blocksizes run cuSPARSE's Blocked-ELL SpMM (tensor cores) on a Blocked-ELL copy of A
+    (made per call, or passed once as `blocked_ell=to_blocked_ell(A)` by a caller that reuses A),
+    which ran as fast as or faster than the mma.sync kernel for 32×32 blocks on an H200;
     the mma.sync kernel takes what Blocked-ELL would pad too much. Other dtypes: CUDA cores."""
     A, B, out = _retyped(A, B)
     if A.format == "csr":
         return csr_spmm(A, B, out, alg=alg)
     if config is None and not _bsr_kernels.wgmma_eligible(A, B, out) and _bell_eligible(A, B, out):
         config = "bell"
-    if config == "bell":
-        bell = _cuda.blocked_ell(A)
+    if config == "bell" or blocked_ell is not None:
+        bell = blocked_ell if blocked_ell is not None else _cuda.blocked_ell(A)
         if bell is not None:
             return bell_spmm(A.shape, A.blocksize, bell, B, out)
         config = None

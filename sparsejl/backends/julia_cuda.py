@@ -8,7 +8,7 @@ of docs/abi.md.
 
 * CSR SpMM: cusparseSpMM, CSR, row-major B and C (algorithm `alg`, default 0).
 * BSR SpMM, float16/bfloat16: cusparseSpMM on a Blocked-ELL copy of A (CUSPARSE_SPMM_BLOCKED_ELL_ALG1,
-  tensor cores), built once by `to_blocked_ell` and cached; it ran 8-13x faster than cuSPARSE's BSR
+  tensor cores), built by `to_blocked_ell` (per call, or once by the caller); it ran 8-13x faster than cuSPARSE's BSR
   SpMM (CUSPARSE_SPMM_BSR_ALG1) on an H200. float32/float64: BSR_ALG1 on A's own arrays.
 * CSR SpGEMM: cusparseSpGEMM in two jobs (compute, then copy into arrays CuPy allocates).
 """
@@ -77,7 +77,7 @@ def _retyped(A, B):
 
 def spmm(A, B, *, alg: int | None = None, blocked_ell=None):
     """A @ B. BSR runs through cuSPARSE's Blocked-ELL SpMM (tensor cores for 16-bit values) on a
-    Blocked-ELL copy of A made once and cached (`blocked_ell` passes one explicitly), unless
+    Blocked-ELL copy of A made per call (`blocked_ell=to_blocked_ell(A)` passes one made once), unless
     `alg` names another cuSPARSE algorithm (e.g. CUSPARSE_SPMM_BSR_ALG1 on A's BSR arrays)."""
     import cupy
     A, B, out = _retyped(A, B)
@@ -150,11 +150,6 @@ def spgemm(A, B):
         # cuSPARSE writes each row's columns sorted and merged: canonical already
         return csp.csr_matrix((data, indices, indptr), shape=(m, n))
     return CSR(data.astype(out, copy=False), indices, indptr, (m, n))
-
-
-def clear_cache() -> None:
-    """Forget the cached Blocked-ELL copies (after changing a multiplied matrix's values in place)."""
-    _cuda.clear_blocked_ell_cache()
 
 
 to_blocked_ell = _cuda.to_blocked_ell

@@ -235,3 +235,23 @@ def test_top_level_spmm_keeps_cupy_inputs_on_the_gpu(gpu, seed, backend):
     C = sparsejl.spmm(Ag, cupy.asarray(B), backend=backend)
     assert isinstance(C, cupy.ndarray)
     assert rel_err(cupy.asnumpy(C), A.toarray().astype(np.float64) @ B) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["cupy", "julia-cuda"])
+@pytest.mark.parametrize("b", [32, 64])
+def test_values_changed_in_place_are_seen(gpu, name, b, seed):
+    """A weight updated in place (a training step, say) must not be served from a stale copy."""
+    cupy = gpu
+    mod = _backend(name)
+    rng = np.random.default_rng(seed)
+    dt = np.dtype("float16")
+    pattern = sp.random_array((4, 3), density=0.6, format="csr", rng=rng)
+    values = _representable(_host_values(rng, (pattern.nnz, b, b), dt), dt)
+    A = BSR(cupy.asarray(values.astype(dt)), cupy.asarray(pattern.indices), cupy.asarray(pattern.indptr), (4 * b, 3 * b), b)
+    B = cupy.asarray(_representable(_host_values(rng, (3 * b, 64), dt), dt).astype(dt))
+    mod.spmm(A, B)
+    A.data *= dt.type(-0.5)
+    host = sp.bsr_array((values * -0.5, pattern.indices, pattern.indptr), shape=A.shape, blocksize=(b, b))
+    ref = host @ cupy.asnumpy(B).astype(np.float64)
+    got = cupy.asnumpy(mod.spmm(A, B)).astype(np.float64)
+    assert np.abs(got - ref).max() <= TOL["float16"] * np.abs(ref).max(), f"seed {seed}"
