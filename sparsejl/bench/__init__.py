@@ -7,6 +7,7 @@
 * :mod:`.env`, :mod:`.threads` — what machine and thread settings a result came from
 * :mod:`.targets`, :mod:`.report`, :mod:`.plot` — the issue's targets, JSON/Markdown/HTML, plots
 * :mod:`.cli` — the ``sparsejl-bench`` command (also ``python -m sparsejl.bench``)
+* :mod:`.gpu` — the GPU backends' own benchmark (``python -m sparsejl.bench.gpu``)
 """
 from .sweep import Case, run
 
