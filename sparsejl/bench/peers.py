@@ -227,7 +227,6 @@ class JuliaKernel(Contender):
 
     def prepare(self, case, A, B):
         import ctypes
-        from sparsejl.backends import julia as jb
         rt = _julia_runtime()
         m, k = A.shape
         n = B.shape[1]
@@ -235,7 +234,11 @@ class JuliaKernel(Contender):
         err = ctypes.create_string_buffer(1024)
         ptrs = [x.ctypes.data for x in (A.indptr, A.indices, A.data, B, C)]
         args = np.array([ctypes.addressof(err), len(err), m, k, n, A.nnz] + ptrs, dtype=np.int64)
-        fptr = rt.entry(jb._key("csr_spmm", A.data, A.indices, B, C))
+        # the entry point's key as docs/abi.md defines it: csr_spmm:TvA,Ti,TvB,TvC
+        julia = {"float32": "Float32", "float64": "Float64", "int32": "Int32", "int64": "Int64"}
+        key = "csr_spmm:" + ",".join(julia[np.dtype(x.dtype).name]
+                                     for x in (A.data, A.indices, B, C))
+        fptr = rt.entry(key)
         self._held = (A, B, C, err, args)  # alive while Julia holds their addresses
         self._call = f"Ptr{{Cvoid}}({fptr}), Ptr{{Int64}}({args.ctypes.data})"
         once = f"ccall(Ptr{{Cvoid}}({fptr}), Int32, (Ptr{{Int64}},), Ptr{{Int64}}({args.ctypes.data}))"
