@@ -68,6 +68,15 @@ def _threshold(row) -> str:
     return f"≤ {_fmt_bytes(row['threshold'])} extra"
 
 
+def _note(r: dict) -> str:
+    if r["status"] != "ok":
+        return r["reason"] or ""
+    if r.get("baseline_medians_s"):
+        first, last = r["baseline_medians_s"]
+        return f"timed first ({fmt_time(first)}) and last ({fmt_time(last)}); the lower is used"
+    return ""
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
 
@@ -160,7 +169,7 @@ def blocks(records: Sequence[dict], env: dict, meta: dict, verdicts, plot_files)
                          f"{r['speedup_vs_dense']:.2f}×" if r.get("speedup_vs_dense") else "—",
                          _fmt_bytes(r.get("peak_bytes")), _fmt_bytes(r.get("output_bytes")),
                          _fmt_bytes(r.get("julia_alloc_bytes")),
-                         (r["reason"] or "") if r["status"] != "ok" else ""])
+                         _note(r)])
         out.append(("table", ["density", "backend", "status", "threads", "median", "spread",
                               "speedup vs dense", "peak Python heap", "output", "Julia alloc",
                               "note"], rows))
