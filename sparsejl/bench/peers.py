@@ -370,7 +370,8 @@ class JuliaSparseArrays(Contender):
 
     def _probe(self):
         from . import juliapeer
-        juliapeer.server()
+        if juliapeer.julia_executable() is None:  # the process itself starts on first use
+            raise RuntimeError("no julia executable found")
 
     def prepare(self, case, A, B):
         from . import juliapeer
