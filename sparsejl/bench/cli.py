@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                         "1 s for --full; denser cases of that sweep line are then skipped too)")
     p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                    help="stop after this many minutes; the rest is recorded as 'stopped'")
+    p.add_argument("--only", action="append", metavar="TEXT",
+                   help="keep only cases whose label contains TEXT (repeatable: any of them), "
+                        "e.g. --only llama --only 'd=0.1 '")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-html", action="store_true", help="Markdown report only")
     p.add_argument("--list", action="store_true", help="list backends and whether each is here")
@@ -168,6 +171,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         cases = suites.SUITES[suite](args.dtype)
         default = peers.CPU_DEFAULT
+    if args.only:
+        cases = [c for c in cases if any(t in c.label() for t in args.only)]
+        if not cases:
+            print("sparsejl-bench: no case matches --only " + " ".join(args.only), file=sys.stderr)
+            return 2
     backends = args.backends.split(",") if args.backends else list(default)
     try:
         for b in backends:
