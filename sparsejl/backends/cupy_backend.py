@@ -57,27 +57,20 @@ def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell
     tiles (see _bsr_kernels.bsr_spmm) or "bell" for cuSPARSE's Blocked-ELL SpMM.
 
     BSR, float16/bfloat16: blocksize 64 on compute capability 9.0 runs the TMA + wgmma kernel;
-    other blocksizes run cuSPARSE's Blocked-ELL SpMM (tensor cores) on a Blocked-ELL copy of A
-    (made per call, or passed once as `blocked_ell=to_blocked_ell(A)` by a caller that reuses A),
-    which ran as fast as or faster than the mma.sync kernel for 32×32 blocks on an H200;
-    the mma.sync kernel takes what Blocked-ELL would pad too much. Other dtypes: CUDA cores."""
+    other blocksizes run the mma.sync tensor-core kernel on A's BSR arrays as they are. cuSPARSE's
+    Blocked-ELL SpMM runs when asked (`config="bell"`, converting A in the call, or
+    `blocked_ell=to_blocked_ell(A)` made once by a caller that reuses A): on an H200, for 32×32
+    blocks it was no faster than the mma.sync kernel even with the conversion made beforehand, and
+    converting in every call cost 0.5 ms. Other dtypes: CUDA cores."""
     A, B, out = _retyped(A, B)
     if A.format == "csr":
         return csr_spmm(A, B, out, alg=alg)
-    if config is None and not _bsr_kernels.wgmma_eligible(A, B, out) and _bell_eligible(A, B, out):
-        config = "bell"
     if config == "bell" or blocked_ell is not None:
         bell = blocked_ell if blocked_ell is not None else _cuda.blocked_ell(A)
         if bell is not None:
             return bell_spmm(A.shape, A.blocksize, bell, B, out)
         config = None
     return _bsr_kernels.bsr_spmm(A, B, out, config=config)
-
-
-def _bell_eligible(A, B, out) -> bool:
-    name = _cuda.dtype_name(A.data.dtype)
-    return (name in _cuda.BELL_DTYPES and _cuda.dtype_name(B.dtype) == name and _cuda.dtype_name(out) == name
-            and A.blocksize >= 8 and len(A.indices) > 0)
 
 
 def bell_spmm(shape, b, bell, B, out_dtype):

@@ -17,11 +17,10 @@ Methods (one row each):
   torch-dense    torch.matmul on the same buffers (cuBLAS/cuBLASLt), for reference
   torch-bsr      PyTorch's BSR product (torch.sparse._triton_ops.bsr_dense_mm, Triton)
   cupy           sparsejl's "cupy" backend (BSR: TMA+wgmma kernel for 64x64 fp16/bf16 blocks on
-                 Hopper, mma.sync kernel otherwise; CSR: cuSPARSE)
+                 Hopper, mma.sync kernel otherwise, both on A's BSR arrays; CSR: cuSPARSE)
   cupy[cfg]      the BSR kernel in another configuration: (BN, WARPS_M, WARPS_N, STAGES) of the
                  mma.sync kernel, ("tma"|"wgmma", warpgroups, STAGES) of the Hopper kernels
-  cupy[bell]     cuSPARSE Blocked-ELL SpMM through CuPy's handle, A converted in every call (the
-                 default for fp16/bf16 blocks other than 64)
+  cupy[bell]     cuSPARSE Blocked-ELL SpMM through CuPy's handle, A converted in every call
   cupy[lpt]      the default kernel with the heaviest block rows scheduled first
   julia-cuda     sparsejl's "julia-cuda" backend: Julia calling cuSPARSE (Blocked-ELL for fp16/bf16
                  BSR, A converted in every call; BSR_ALG1 otherwise)
