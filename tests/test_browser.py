@@ -102,6 +102,27 @@ def page(explorer_url):
             shutil.rmtree(profile, ignore_errors=True)
 
 
+class _ShotOnFailure:
+    """Save a screenshot (and the page's text) under artifacts/ when the block fails."""
+
+    def __init__(self, page, name):
+        self.page, self.name = page, name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and kind is not KeyboardInterrupt:
+            try:
+                ARTIFACTS.mkdir(exist_ok=True)
+                self.page.screenshot(path=str(ARTIFACTS / f"failed-{self.name}.png"), full_page=True)
+                (ARTIFACTS / f"failed-{self.name}.txt").write_text(
+                    self.page.locator("body").inner_text())
+            except Exception:
+                pass
+        return False
+
+
 def _text(page, sel):
     return page.locator(sel).inner_text()
 
@@ -120,77 +141,177 @@ def _no_error_shown(page):
 
 
 def test_explorer_runs_in_chromium(page):
-    ARTIFACTS.mkdir(exist_ok=True)
-    # it opened with the model the launcher was given, with the layer list of that model
-    assert page.locator(".sjl-model select").input_value() != ""
-    assert "1024×256" in _text(page, ".sjl-shape") or "256×256" in _text(page, ".sjl-shape")
-    # change controls: FFN up-projection (1024×256), 16×16 blocks, 4 densities
-    page.locator(".sjl-layer select").select_option(label="ffn.up  (1024×256)")
-    page.locator(".sjl-pattern select").select_option(label="block 16×16")
-    page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('1024×256')")
-    tokens = page.locator(".sjl-tokens input")
-    tokens.fill("32")
-    tokens.press("Enter")
-    page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×32')")
-    before_plot = page.locator(".sjl-plot").get_attribute("src") or ""
-    page.locator(".sjl-run").click()
-    _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
-    assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
-    _no_error_shown(page)
-    # the plot is a new, rendered image
-    page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
-                           " return i && i.complete && i.naturalWidth > 300; }")
-    assert (page.locator(".sjl-plot").get_attribute("src") or "") != before_plot
-    # the table has a row per density with the measured backends
-    table = _text(page, ".sjl-table")
-    assert "dense" in table and "scipy:csr" in table and "break-even" in table
-    assert "×" in table and ("ms" in table or "µs" in table)
-    rows = page.locator(".sjl-table tr").count()
-    assert rows >= 2 + 6 + 1  # two header rows, the default 6 densities, break-even
-    prog = page.locator(".sjl-progress .progress-bar")
-    assert prog.count() == 1
-    page.screenshot(path=str(ARTIFACTS / "explorer-voila.png"), full_page=True)
-    page.locator(".sjl-plot").screenshot(path=str(ARTIFACTS / "explorer-plot.png"))
-    assert page.js_errors == []
+    with _ShotOnFailure(page, 'voila-run'):
+        ARTIFACTS.mkdir(exist_ok=True)
+        # it opened with the model the launcher was given, with the layer list of that model
+        assert page.locator(".sjl-model select").input_value() != ""
+        assert "1024×256" in _text(page, ".sjl-shape") or "256×256" in _text(page, ".sjl-shape")
+        # change controls: FFN up-projection (1024×256), 16×16 blocks, 4 densities
+        page.locator(".sjl-layer select").select_option(label="ffn.up  (1024×256)")
+        page.locator(".sjl-pattern select").select_option(label="block 16×16")
+        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('1024×256')")
+        tokens = page.locator(".sjl-tokens input")
+        tokens.fill("32")
+        tokens.press("Enter")
+        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×32')")
+        before_plot = page.locator(".sjl-plot").get_attribute("src") or ""
+        page.locator(".sjl-run").click()
+        _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+        assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
+        _no_error_shown(page)
+        # the plot is a new, rendered image
+        page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
+                               " return i && i.complete && i.naturalWidth > 300; }")
+        assert (page.locator(".sjl-plot").get_attribute("src") or "") != before_plot
+        # the table has a row per density with the measured backends
+        table = _text(page, ".sjl-table")
+        assert "dense" in table and "scipy:csr" in table and "break-even" in table
+        assert "×" in table and ("ms" in table or "µs" in table)
+        rows = page.locator(".sjl-table tr").count()
+        assert rows >= 2 + 6 + 1  # two header rows, the default 6 densities, break-even
+        prog = page.locator(".sjl-progress .progress-bar")
+        assert prog.count() == 1
+        page.screenshot(path=str(ARTIFACTS / "explorer-voila.png"), full_page=True)
+        page.locator(".sjl-plot").screenshot(path=str(ARTIFACTS / "explorer-plot.png"))
+        assert page.js_errors == []
 
-    # export: the JSON download link gives a report, which the upload control loads back
-    with page.expect_download(timeout=30_000) as dl:
-        page.locator(".sjl-dl-json").click()
-    saved = ARTIFACTS / dl.value.suggested_filename
-    dl.value.save_as(str(saved))
-    assert saved.suffix == ".json" and saved.stat().st_size > 100
-    with page.expect_file_chooser(timeout=30_000) as chooser:
-        page.locator(".sjl-upload").click()
-    chooser.value.set_files(str(saved))
-    _wait_text(page, ".sjl-status", ["Loaded report"], 30_000)
-    _no_error_shown(page)
+        # export: the JSON download link gives a report, which the upload control loads back
+        with page.expect_download(timeout=30_000) as dl:
+            page.locator(".sjl-dl-json").click()
+        saved = ARTIFACTS / dl.value.suggested_filename
+        dl.value.save_as(str(saved))
+        assert saved.suffix == ".json" and saved.stat().st_size > 100
+        with page.expect_file_chooser(timeout=30_000) as chooser:
+            page.locator(".sjl-upload").click()
+        chooser.value.set_files(str(saved))
+        _wait_text(page, ".sjl-status", ["Loaded report"], 30_000)
+        _no_error_shown(page)
 
 
 def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
-    # a longer sweep: BERT-base's FFN up-projection (3072×768) on 512 tokens
-    page.locator(".sjl-model select").select_option(label="BERT-base")
-    page.locator(".sjl-layer select").select_option(label="ffn.up  (3072×768)")
-    tokens = page.locator(".sjl-tokens input")
-    tokens.fill("512")
-    tokens.press("Enter")
-    page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('768×512')")
-    page.locator(".sjl-run").click()
-    page.wait_for_function("() => !document.querySelector('.sjl-stop').disabled", timeout=30_000)
-    # press Stop once the first measurement is in: what was measured must stay
-    page.wait_for_function("() => /^[1-9]/.test(document.querySelector('.sjl-progress-label')"
-                           ".innerText.trim())", timeout=60_000)
-    page.locator(".sjl-stop").click()
-    _wait_text(page, ".sjl-status", ["Stopped", "Done"], 120_000)
-    status = _text(page, ".sjl-status")
-    page.screenshot(path=str(ARTIFACTS / "explorer-stopped.png"), full_page=True)
-    assert "Stopped" in status, status
-    assert page.locator(".sjl-run").is_enabled() and page.locator(".sjl-stop").is_disabled()
-    table = _text(page, ".sjl-table")
-    assert "stopped" in table and "1.00×" in table   # dense measured at least once, then stopped
-    assert _text(page, ".sjl-error").strip() == ""
-    # and it runs again after a stop
-    page.locator(".sjl-run").click()
-    page.wait_for_function("() => !document.querySelector('.sjl-stop').disabled", timeout=30_000)
-    _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 150_000)
-    assert "Done" in _text(page, ".sjl-status")
-    assert page.js_errors == []
+    with _ShotOnFailure(page, 'voila-stop'):
+        # a longer sweep: BERT-base's FFN up-projection (3072×768) on 512 tokens
+        page.locator(".sjl-model select").select_option(label="BERT-base")
+        page.locator(".sjl-layer select").select_option(label="ffn.up  (3072×768)")
+        tokens = page.locator(".sjl-tokens input")
+        tokens.fill("512")
+        tokens.press("Enter")
+        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('768×512')")
+        page.locator(".sjl-run").click()
+        page.wait_for_function("() => !document.querySelector('.sjl-stop').disabled", timeout=30_000)
+        # press Stop once the first measurement is in: what was measured must stay
+        page.wait_for_function("() => /^[1-9]/.test(document.querySelector('.sjl-progress-label')"
+                               ".innerText.trim())", timeout=60_000)
+        page.locator(".sjl-stop").click()
+        _wait_text(page, ".sjl-status", ["Stopped", "Done"], 120_000)
+        status = _text(page, ".sjl-status")
+        page.screenshot(path=str(ARTIFACTS / "explorer-stopped.png"), full_page=True)
+        assert "Stopped" in status, status
+        assert page.locator(".sjl-run").is_enabled() and page.locator(".sjl-stop").is_disabled()
+        table = _text(page, ".sjl-table")
+        assert "stopped" in table and "1.00×" in table   # dense measured at least once, then stopped
+        assert _text(page, ".sjl-error").strip() == ""
+        # and it runs again after a stop (a small layer, to keep the test short)
+        page.locator(".sjl-model select").select_option(label="BERT-mini")
+        page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
+        tokens = page.locator(".sjl-tokens input")
+        tokens.fill("16")
+        tokens.press("Enter")
+        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×16')")
+        page.locator(".sjl-run").click()   # fast: it may be over before Stop could be seen enabled
+        _wait_text(page, ".sjl-status", ["Done", "failed"], 150_000)
+        assert "Done" in _text(page, ".sjl-status")
+        assert "stopped" not in _text(page, ".sjl-table")
+        assert page.js_errors == []
+
+
+@pytest.fixture(scope="module")
+def lab_url(tmp_path_factory):
+    """JupyterLab on a free port of 127.0.0.1 serving a copy of notebooks/; killed at the end."""
+    pytest.importorskip("jupyterlab")
+    work = tmp_path_factory.mktemp("lab")
+    root = work / "notebooks"
+    root.mkdir()
+    shutil.copy(ROOT / "notebooks" / "explorer.ipynb", root / "explorer.ipynb")
+    settings = work / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(work / "settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(work / "workspaces")
+    env.setdefault("JULIA_NUM_THREADS", "2")
+    log = open(work / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+         f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_listening(port, proc, 60)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(work / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
+
+
+def test_explorer_runs_in_jupyterlab(lab_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="sparsejl-chromium-")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1400, "height": 2300})   # the whole explorer in view
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(30_000)
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(lab_url + "lab/tree/explorer.ipynb", wait_until="domcontentloaded",
+                      timeout=60_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=90_000)
+            # run the notebook's first code cell: the explorer appears as its output
+            cell = page.locator(".jp-Notebook .jp-CodeCell").first
+            prompt = cell.locator(".jp-InputArea-prompt")
+            for attempt in range(3):  # a key press can land before the editor has the focus
+                cell.locator(".jp-InputArea-editor").click()
+                page.wait_for_timeout(300)
+                page.keyboard.press("Shift+Enter")
+                try:
+                    page.wait_for_function(
+                        "(el) => /\\[(\\*|\\d+)\\]/.test(el.innerText)",
+                        arg=prompt.element_handle(), timeout=15_000)
+                    break
+                except sync_api.TimeoutError:
+                    if attempt == 2:
+                        raise
+            page.wait_for_selector(".sjl-explorer .sjl-run", timeout=90_000)
+            page.locator(".sjl-model select").select_option(label="BERT-mini")
+            page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
+            page.wait_for_function(
+                "() => document.querySelector('.sjl-shape').innerText.includes('256×256')")
+            page.locator(".sjl-run").click()
+            _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+            assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
+            _no_error_shown(page)
+            page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
+                                   " return i && i.complete && i.naturalWidth > 300; }")
+            table = _text(page, ".sjl-table")
+            assert "scipy:csr" in table and "break-even" in table and "×" in table
+            page.locator(".sjl-explorer").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab.png"))
+            assert errors == []
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)

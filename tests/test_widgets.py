@@ -227,3 +227,17 @@ def test_report_with_several_groups_offers_a_choice(tmp_path):
     ex2.group_w.value = 1
     assert {r["blocksize"] for r in ex2.shown_records()} == {16}
     assert ex2.png != png1 and "16×16" in ex2.group_w.label
+
+
+def test_memory_estimate_guards_runs():
+    from sparsejl.widgets.explorer import available_bytes, estimate_bytes
+    small_b = estimate_bytes(256, 256, 128, 0.5, "float32")
+    big_b = estimate_bytes(13824, 5120, 65536, 1.0, "float64")
+    assert 0 < small_b < 2**22 and big_b > 2**33       # a few MiB; tens of GiB
+    ex = DensityExplorer(model="llama-2-13b", layer="ffn.up", tokens=65536, density_range=(0.1, 1.0),
+                         dtype="float64")
+    avail = available_bytes()
+    if avail is not None and big_b > 0.8 * avail:
+        assert "available" in ex.shape_w.value
+        ex.run(wait=True)                              # refused before anything is allocated
+        assert ex.error and "needs" in ex.error and not ex.running and not ex.records

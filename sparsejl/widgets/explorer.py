@@ -213,6 +213,41 @@ def _log_density_axis(fig, recs):
     ax.set_xlabel(ax.get_xlabel() + ", log scale")
 
 
+def estimate_bytes(m: int, k: int, n: int, density: float, dtype: str, op: str = "spmm") -> int:
+    """Rough peak memory of one measurement at ``density``: the sparse operand, its densified
+    copy (the dense baseline), the float64 reference and its error bound, the outputs."""
+    it = np.dtype(dtype).itemsize
+    d = float(density)
+    a = m * k * (8 + it + d * (it + 16))        # CSR + float64 copy, dense A (f64 ref + baseline)
+    if op == "spgemm":
+        b = k * n * d * (it + 16) + k * n * it  # sparse B, and densified for the baseline
+    else:
+        b = k * n * (it + 16)                   # B, float64 B, |B|
+    c = m * n * (16 + 2 * it)                   # reference, bound, two outputs
+    return int(a + b + c)
+
+
+def available_bytes() -> Optional[int]:
+    """MemAvailable from /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _fmt_bytes(b) -> str:
+    b = float(b)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.3g} {unit}"
+        b /= 1024
+    return f"{b:.3g} TiB"
+
+
 def _fmt_time(s) -> str:
     if s in (None, "") or not np.isfinite(float(s)):
         return "–"
@@ -405,7 +440,7 @@ class DensityExplorer(W.VBox):
             W.HTML("<b>Export</b>"), self.downloads_w, W.HBox([self.save_dir_w, self.save_w]),
             W.HTML("<b>Saved report</b> (explore results measured elsewhere, e.g. on a GPU)"),
             W.HBox([self.upload_w]), W.HBox([self.load_path_w, self.load_w]),
-        ], layout=W.Layout(flex="1 1 0%", min_width="420px", padding="0 0 0 16px"))
+        ], layout=W.Layout(flex="1 1 0%", min_width="640px", padding="0 0 0 16px"))
         title = W.HTML("<h3 style='margin:4px 0'>sparsejl density explorer: when does a pruned "
                        "layer run faster than dense?</h3>")
         super().__init__([title, W.HBox([controls, results],
@@ -460,6 +495,13 @@ class DensityExplorer(W.VBox):
                f"<code>{html.escape(lay.module)}</code>); X: {lay.in_features}×{n}; "
                f"dense W: {lay.params * itemsize / 2**20:.3g} MiB")
         warn = ""
+        need = estimate_bytes(lay.m, lay.k, n, self.density_w.value[1], self.dtype_w.value,
+                              self.op_w.value)
+        msg += f"; run needs ≈ {_fmt_bytes(need)}"
+        avail = available_bytes()
+        if avail is not None and need > 0.8 * avail:
+            warn += (f"<br><span style='color:#b00'>more than the {_fmt_bytes(avail)} of memory "
+                     "available: fewer tokens or a smaller layer</span>")
         if b > 1 and (lay.m % b or lay.k % b):
             warn = f"<br><span style='color:#b00'>{lay.m}×{lay.k} is not divisible by {b}</span>"
         try:
@@ -494,6 +536,11 @@ class DensityExplorer(W.VBox):
                              f"blocksize {b}")
         n = int(self.tokens_w.value)
         op = self.op_w.value
+        need = estimate_bytes(lay.m, lay.k, n, self.density_w.value[1], self.dtype_w.value, op)
+        avail = available_bytes()
+        if avail is not None and need > 0.8 * avail:
+            raise ValueError(f"{lay.m}×{lay.k} with {n} tokens needs ≈ {_fmt_bytes(need)} at "
+                             f"density {self.density_w.value[1]:g}; {_fmt_bytes(avail)} is available")
         return [sweep.Case(model=self.model_w.value, layer=lay.name, m=lay.m, k=lay.k, n=n,
                            density=d, blocksize=b, dtype=self.dtype_w.value, op=op,
                            seed=self.seed)
