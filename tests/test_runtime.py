@@ -88,11 +88,14 @@ def test_many_threads_share_the_runtime():
 
 
 CPP_AFTER_JULIA = """
-from sparsejl import runtime
-runtime.get()
-import matplotlib.backends.backend_agg   # a pybind11 extension: C++ exceptions during import
-from matplotlib.figure import Figure
-Figure().savefig(__import__("io").BytesIO(), format="png")
+import numpy as np, scipy.sparse as sp, sparsejl
+sparsejl.spmm(sp.csr_array(np.eye(3)), np.ones(3), backend="julia")
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt   # loads ft2font, a pybind11 extension that throws C++ exceptions
+fig = plt.figure()
+fig.text(0.5, 0.5, "$x^2$")        # mathtext: more C++ under the hood
+fig.savefig(__import__("io").BytesIO(), format="png")
 print("ok")
 """
 
