@@ -187,6 +187,26 @@ def test_explorer_runs_in_chromium(page):
         _wait_text(page, ".sjl-status", ["Loaded report"], 30_000)
         _no_error_shown(page)
 
+        # a GPU benchmark report (the committed one), loaded by path: explored without a GPU
+        gpu = sorted((ROOT / "benchmarks" / "results").glob("gpu-*.json"))
+        if gpu:
+            before = page.locator(".sjl-plot").get_attribute("src")
+            page.locator(".sjl-load-path input").fill(str(gpu[-1]))
+            page.locator(".sjl-load").click()
+            _wait_text(page, ".sjl-status", ["GPU benchmark"], 30_000)
+            _no_error_shown(page)
+            assert page.locator(".sjl-group select").is_visible()
+            page.wait_for_function("(b) => document.querySelector('.sjl-plot').src !== b",
+                                   arg=before)
+            assert "cupy" in _text(page, ".sjl-table")
+            options = page.locator(".sjl-group select option").all_inner_texts()
+            assert len(options) > 1
+            shown = page.locator(".sjl-plot").get_attribute("src")
+            page.locator(".sjl-group select").select_option(index=1)
+            page.wait_for_function("(b) => document.querySelector('.sjl-plot').src !== b",
+                                   arg=shown)
+            page.screenshot(path=str(ARTIFACTS / "explorer-gpu-report.png"), full_page=True)
+
 
 def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
     with _ShotOnFailure(page, 'voila-stop'):

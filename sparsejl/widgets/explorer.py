@@ -148,12 +148,11 @@ _LABEL_RE = None
 def _from_gpu_report(data: dict) -> List[dict]:
     """Records (the sweep's fields) from ``python -m sparsejl.bench.gpu``'s JSON: one per case
     and method; the speedup is over ``cupy-dense`` (cuBLAS on the densified matrix)."""
-    import re
     out = []
     for c in data.get("cases", []):
-        label = str(c.get("label", ""))
-        m = re.match(r"(\S+) (\S+) n=", label)
-        model, layer = (m.group(1), m.group(2)) if m else ("", label)
+        words = str(c.get("label", "")).split()   # "bert-large ffn.down n=2048 b=64 d=0.1",
+        model = words[0] if words else ""           # "random 4096x4096 d=0.01 float32"
+        layer = words[1] if len(words) > 1 else ""
         dense = next((x.get("median_ms") for x in c.get("methods", [])
                       if x.get("method") == "cupy-dense" and x.get("ok")), None)
         for x in c.get("methods", []):
@@ -195,6 +194,25 @@ def read_report(data) -> tuple:
         if missing:
             raise ValueError(f"record {i} lacks {', '.join(missing)}")
     return records, meta, dict(data.get("environment") or {})
+
+
+def _relabel_baseline(fig, baseline: Optional[str]):
+    """The plot names NumPy BLAS as the baseline; a GPU report's baseline is cuBLAS. Lines
+    whose thread count is unknown (GPU methods) lose their "[None thr]"."""
+    if not fig.axes:
+        return
+    ax = fig.axes[0]
+    changed = False
+    for line in ax.get_lines():
+        label = str(line.get_label())
+        new = label.replace(" [None thr]", "")       # threads unknown (a GPU): say nothing
+        if baseline and label.startswith("dense ("):
+            new = f"dense ({baseline}) = 1"
+        if new != label:
+            line.set_label(new)
+            changed = True
+    if changed and ax.get_legend() is not None:
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _log_density_axis(fig, recs):
@@ -386,10 +404,16 @@ class DensityExplorer(W.VBox):
         self.group_w = W.Dropdown(options=[], description="Showing",
                                   layout=W.Layout(width="95%", display="none"))
         self.group_w.add_class("sjl-group")
+        self.variants_w = W.Checkbox(value=False, indent=False,
+                                     description="show tuning variants (backend[config])",
+                                     layout=W.Layout(display="none"))
+        self.variants_w.add_class("sjl-variants")
+        self.variants_w.observe(lambda _c: self._redraw(), names="value")
         self._regrouping = False
         self.group_w.observe(lambda _c: None if self._regrouping else self._redraw(),
                              names="value")
-        self.table_w = W.HTML("<i>No results yet: press Run, or load a report.</i>")
+        self.table_w = W.HTML("<i>No results yet: press Run, or load a report.</i>",
+                              layout=W.Layout(width="100%", max_width="100%", overflow="auto"))
         self.table_w.add_class("sjl-table")
         self.downloads_w = W.HTML("")
         self.downloads_w.add_class("sjl-downloads")
@@ -406,6 +430,7 @@ class DensityExplorer(W.VBox):
                                   layout=W.Layout(width="280px"))
         self.load_w = W.Button(description="Load", icon="folder-open", layout=W.Layout(width="auto"))
         self.load_w.add_class("sjl-load")
+        self.load_path_w.add_class("sjl-load-path")
 
         # ---- wiring
         self.model_w.observe(self._on_model, names="value")
@@ -436,7 +461,7 @@ class DensityExplorer(W.VBox):
             W.HBox([self.progress_w, self.progress_label]),
         ], layout=narrow)
         results = W.VBox([
-            self.status_w, self.error_w, self.group_w, self.plot_w, self.table_w, self.notes_w,
+            self.status_w, self.error_w, self.group_w, self.variants_w, self.plot_w, self.table_w, self.notes_w,
             W.HTML("<b>Export</b>"), self.downloads_w, W.HBox([self.save_dir_w, self.save_w]),
             W.HTML("<b>Saved report</b> (explore results measured elsewhere, e.g. on a GPU)"),
             W.HBox([self.upload_w]), W.HBox([self.load_path_w, self.load_w]),
@@ -720,11 +745,15 @@ class DensityExplorer(W.VBox):
         finally:
             self._regrouping = False
         self.group_w.layout.display = "flex" if len(opts) > 1 else "none"
+        has_variants = any("[" in str(r.get("backend")) for r in self.records)
+        self.variants_w.layout.display = "flex" if has_variants else "none"
 
     def shown_records(self) -> List[dict]:
         """The records of the group on display (all of them when there is one group)."""
         with self._lock:
             recs = list(self.records)
+        if not self.variants_w.value:   # "cupy[tma,2,4]": a tuning of "cupy", hidden by default
+            recs = [r for r in recs if "[" not in str(r.get("backend"))]
         keys = getattr(self, "_group_keys", [])
         if len(keys) <= 1 or self.group_w.value is None:
             return recs
@@ -744,7 +773,16 @@ class DensityExplorer(W.VBox):
         if not recs:
             return
         self.table_w.value = self.table_html(recs)
-        if not any(r.get("status") == "ok" for r in recs):
+        if not any(r.get("status") == "ok" and r.get("speedup_vs_dense") for r in recs):
+            # nothing to plot against dense (no baseline in this group, or nothing ran yet)
+            self.figure, self.png = None, b""
+            self.plot_w.layout.display = "none"
+            if any(r.get("status") == "ok" for r in recs):
+                self.table_w.value = ("<div style='color:#555'>No dense baseline was measured "
+                                      "for this group: times only, no speedup plot.</div>"
+                                      + self.table_w.value)
+            if not partial:
+                self._update_downloads()
             return
         plot = _plot()
         lines = []
@@ -758,6 +796,7 @@ class DensityExplorer(W.VBox):
         fig.subplots_adjust(left=0.08, right=0.62, top=0.92, bottom=0.12)  # legend on the right
         plot.speedup_figure(recs, title=self._title(recs), backends=lines, ax=fig.add_subplot())
         _log_density_axis(fig, recs)
+        _relabel_baseline(fig, self.report_meta.get("baseline"))
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
         self.figure = fig
@@ -800,14 +839,15 @@ class DensityExplorer(W.VBox):
                      for b in backends)
         rows.append(f"<tr style='border-top:2px solid #888'><td><b>break-even</b></td>{be}</tr>")
         style = ("<style>.sjl-tab{border-collapse:collapse;font-size:90%}"
-                 ".sjl-tab td,.sjl-tab th{border:1px solid #ccc;padding:2px 8px;"
+                 ".sjl-tab td,.sjl-tab th{border:1px solid #ccc;padding:2px 6px;"
                  "text-align:right}</style>")
         meta = ""
         where = _where(self.environment, self.report_meta)
         if where:
             meta = f"<div style='font-size:85%;color:#555'>{html.escape(where)}</div>"
-        return (f"{style}{meta}<table class='sjl-tab'><tr><th rowspan=2>density</th>{th}</tr>"
-                f"<tr>{sub}</tr>{''.join(rows)}</table>"
+        return (f"{style}{meta}<div style='overflow-x:auto;max-width:100%'>"
+                f"<table class='sjl-tab'><tr><th rowspan=2>density</th>{th}</tr>"
+                f"<tr>{sub}</tr>{''.join(rows)}</table></div>"
                 "<div style='font-size:80%;color:#555'>median wall time of the product; speedup ="
                 " dense median / backend median on the same device; break-even = density below "
                 "which sparse is faster (interpolated as on the plot)</div>")
