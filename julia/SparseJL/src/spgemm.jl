@@ -49,7 +49,7 @@ function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, in
     m, n = Int(m), Int(n)
     cum = cumulative_flops(m, indptrA, indicesA, indptrB)
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
-        symbolic_rows!(indptrC, n, indptrA, indicesA, indptrB, indicesB, lo, hi)
+        symbolic_rows!(indptrC, n, indptrA, indicesA, indptrB, indicesB, cum, lo, hi)
     end
     indptrC[1] = 0
     for i in 1:m                            # counts were stored at i+1; prefix-sum them
@@ -58,16 +58,48 @@ function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, in
     return indptrC
 end
 
-function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, lo::Int, hi::Int)
+"Words of a bitmap over `n` columns."
+nwords(n::Int) = (n + 63) >> 6
+
+"""
+Whether row work `f` (multiply-adds) makes a bitmap over all `n` columns worth scanning: the
+bitmap finds the row's columns in order (no sort), at the price of one pass over its `n/64` words.
+"""
+bitmap_row(f::Int, n::Int) = nwords(n) <= 2 * f
+
+# Columns up to this many: the marker array (8 bytes each) stays in L1, and a row can stop
+# early once it is full.
+const MARKER_COLUMNS = 4096
+
+function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, cum,
+                        lo::Int, hi::Int)
     marker = zeros(Int, n)                  # marker[j] == i: column j already seen in row i
+    bits = zeros(UInt64, nwords(n))         # all zero between rows
     @inbounds for i in lo:hi
+        f = cum[i+1] - cum[i]
         count = 0
-        for p in Int(indptrA[i])+1:Int(indptrA[i+1])
-            j = Int(indicesA[p]) + 1
-            for q in Int(indptrB[j])+1:Int(indptrB[j+1])
-                col = Int(indicesB[q]) + 1
-                count += marker[col] != i   # branch-free: first visits are unpredictable
-                marker[col] = i
+        if n > MARKER_COLUMNS && bitmap_row(f, n)
+            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                j = Int(indicesA[p]) + 1
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q])
+                    w = (col >> 6) + 1
+                    bits[w] |= UInt64(1) << (col & 63)
+                end
+            end
+            for w in 1:length(bits)
+                count += count_ones(bits[w])
+                bits[w] = 0
+            end
+        else
+            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                j = Int(indicesA[p]) + 1
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q]) + 1
+                    count += marker[col] != i   # branch-free: first visits are unpredictable
+                    marker[col] = i
+                end
+                count == n && break             # row full: nothing more to find
             end
         end
         indptrC[i+1] = count
@@ -132,7 +164,7 @@ function unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m::Integer, n::Inte
     firstbad = Threads.Atomic{Int}(typemax(Int))
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
         numeric_rows!(indicesC, dataC, indptrC, n, indptrA, indicesA, dataA,
-                      indptrB, indicesB, dataB, lo, hi, firstbad)
+                      indptrB, indicesB, dataB, cum, lo, hi, firstbad)
     end
     firstbad[] == typemax(Int) && return nothing
     return "C: indptr does not match the structure of A*B (first at row $(firstbad[] - 1))"
@@ -142,15 +174,18 @@ end
 dense_row(count::Int, n::Int) = 4 * count * (8 * sizeof(Int) - leading_zeros(count)) >= n
 
 function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
-                       indptrA, indicesA, dataA, indptrB, indicesB, dataB,
+                       indptrA, indicesA, dataA, indptrB, indicesB, dataB, cum,
                        lo::Int, hi::Int, firstbad) where {Tc}
     TiC = eltype(indicesC)
     marker = zeros(Int, n)
+    bits = zeros(UInt64, nwords(n))         # all zero between rows
     acc = zeros(Tc, n)                      # all zero between rows
+    cols = Vector{Int}(undef, n + 4)        # a bitmap row's columns, in order
     @inbounds for i in lo:hi
         start, stop = Int(indptrC[i]), Int(indptrC[i+1])
-        if dense_row(stop - start, n)
-            # Accumulate without branches, then emit the row by one scan in column order.
+        f = cum[i+1] - cum[i]
+        if 2 * (stop - start) >= n
+            # A dense row: accumulate without branches, then emit it by one scan in column order.
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
                 j = Int(indicesA[p]) + 1
                 a = convert(Tc, dataA[p])
@@ -170,8 +205,74 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
                 end
                 pos += marker[col] == i
             end
+        elseif bitmap_row(f, n)
+            # Accumulate and mark columns without branches; the bitmap then yields the row's
+            # columns in order, one word at a time.
+            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                j = Int(indicesA[p]) + 1
+                a = convert(Tc, dataA[p])
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q])
+                    bits[(col >> 6) + 1] |= UInt64(1) << (col & 63)
+                    acc[col+1] += a * convert(Tc, dataB[q])
+                end
+            end
+            if 8 * (stop - start) >= n
+                # Many bits per word: emit straight from each word.
+                pos = start
+                for w in 1:length(bits)
+                    x = bits[w]
+                    x == 0 && continue
+                    bits[w] = 0
+                    base = (w - 1) << 6
+                    while x != 0
+                        col = base + trailing_zeros(x)
+                        x &= x - 1
+                        pos += 1
+                        if pos <= stop      # predictable: false only if indptrC is wrong
+                            indicesC[pos] = col % TiC
+                            dataC[pos] = acc[col+1]
+                        end
+                        acc[col+1] = zero(Tc)
+                    end
+                end
+            else
+                # Few bits per word: gather the columns into `cols`, 4 slots per word written
+                # unconditionally (slack past the count is overwritten later), so sparse words
+                # cost no mispredicted loop exits.
+                c = 0
+                for w in 1:length(bits)
+                    x = bits[w]
+                    bits[w] = 0
+                    base = (w - 1) << 6
+                    nb = count_ones(x)
+                    if nb <= 4
+                        cols[c+1] = base + trailing_zeros(x); x &= x - 1
+                        cols[c+2] = base + trailing_zeros(x); x &= x - 1
+                        cols[c+3] = base + trailing_zeros(x); x &= x - 1
+                        cols[c+4] = base + trailing_zeros(x)
+                        c += nb
+                    else
+                        while x != 0
+                            c += 1
+                            cols[c] = base + trailing_zeros(x)
+                            x &= x - 1
+                        end
+                    end
+                end
+                for t in 1:min(c, stop - start)
+                    col = cols[t]
+                    indicesC[start+t] = col % TiC
+                    dataC[start+t] = acc[col+1]
+                    acc[col+1] = zero(Tc)
+                end
+                for t in stop-start+1:c     # only if indptrC is wrong
+                    acc[cols[t]+1] = zero(Tc)
+                end
+                pos = start + c
+            end
         else
-            # Few entries: record columns on first visit, then sort them.
+            # Few entries among many columns: record columns on first visit, then sort them.
             pos = start
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
                 j = Int(indicesA[p]) + 1

@@ -246,6 +246,32 @@ end
     @test err isa ArgumentError && occursin("(first at row $(r - 1))", err.msg)
     C = spgemm(A, B)                                 # and the scratch arrays are clean again
     @test Matrix(C) ≈ Matrix(A) * Matrix(B)
+    # every numeric path (dense scan, bitmap emitted per word, bitmap gathered, sort; symbolic by
+    # marker and by bitmap past 4096 columns), right and with one entry too many or too few
+    for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05),
+                              (8, 10, 5000, 0.5, 0.02), (6, 5, 5000, 0.6, 0.002))
+        A = randcsr(Float32, Int32, m, k, dA; dups=true, emptyrows=false)
+        B = randcsr(Float32, Int32, k, n, dB; dups=true, emptyrows=false)
+        C = spgemm(A, B)
+        check_format(C)
+        @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), Float32)
+        @test all(i -> issorted(C.indices[C.indptr[i]+1:C.indptr[i+1]]; lt=<=), 1:m)
+        ip = SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
+                                       B.indptr, B.indices)
+        r = findfirst(i -> ip[i+1] > ip[i], 1:m)
+        for delta in (1, -1)
+            bad = copy(ip); bad[r+1:end] .+= delta
+            err = try
+                SparseJL.spgemm_numeric!(zeros(Int32, bad[end]), zeros(Float32, bad[end]), bad,
+                                         m, k, n, A.indptr, A.indices, A.data,
+                                         B.indptr, B.indices, B.data)
+                nothing
+            catch e
+                e
+            end
+            @test err isa ArgumentError && occursin("(first at row $(r - 1))", err.msg)
+        end
+    end
 end
 
 @testset "BSR SpGEMM" begin
