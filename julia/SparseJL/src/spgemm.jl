@@ -58,6 +58,19 @@ function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, in
     return indptrC
 end
 
+# A entries ahead whose rows of B are prefetched: B's rows are read in random order.
+const PREFETCH_AHEAD = 4
+
+"Prefetch the start of the row of B that stored entry `p` of A selects (if `p <= pend`)."
+@inline function prefetch_brow(indicesA, indptrB, indicesB, dataB, p::Int, pend::Int)
+    if p <= pend
+        @inbounds s = Int(indptrB[Int(indicesA[p])+1]) + 1
+        prefetch(indicesB, s)
+        prefetch(dataB, s)
+    end
+    return nothing
+end
+
 "Words of a bitmap over `n` columns."
 nwords(n::Int) = (n + 63) >> 6
 
@@ -75,11 +88,13 @@ function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, c
                         lo::Int, hi::Int)
     marker = zeros(Int, n)                  # marker[j] == i: column j already seen in row i
     bits = zeros(UInt64, nwords(n))         # all zero between rows
+    pend = Int(indptrA[hi+1])
     @inbounds for i in lo:hi
         f = cum[i+1] - cum[i]
         count = 0
         if n > MARKER_COLUMNS && bitmap_row(f, n)
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                prefetch_brow(indicesA, indptrB, indicesB, nothing, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
                     col = Int(indicesB[q])
@@ -93,6 +108,7 @@ function symbolic_rows!(indptrC, n::Int, indptrA, indicesA, indptrB, indicesB, c
             end
         else
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                prefetch_brow(indicesA, indptrB, indicesB, nothing, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
                     col = Int(indicesB[q]) + 1
@@ -181,12 +197,14 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
     bits = zeros(UInt64, nwords(n))         # all zero between rows
     acc = zeros(Tc, n)                      # all zero between rows
     cols = Vector{Int}(undef, n + 4)        # a bitmap row's columns, in order
+    pend = Int(indptrA[hi+1])
     @inbounds for i in lo:hi
         start, stop = Int(indptrC[i]), Int(indptrC[i+1])
         f = cum[i+1] - cum[i]
         if 2 * (stop - start) >= n
             # A dense row: accumulate without branches, then emit it by one scan in column order.
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                prefetch_brow(indicesA, indptrB, indicesB, dataB, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 a = convert(Tc, dataA[p])
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
@@ -209,6 +227,7 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
             # Accumulate and mark columns without branches; the bitmap then yields the row's
             # columns in order, one word at a time.
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                prefetch_brow(indicesA, indptrB, indicesB, dataB, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 a = convert(Tc, dataA[p])
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
@@ -275,6 +294,7 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
             # Few entries among many columns: record columns on first visit, then sort them.
             pos = start
             for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+                prefetch_brow(indicesA, indptrB, indicesB, dataB, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 a = convert(Tc, dataA[p])
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
