@@ -241,3 +241,31 @@ def test_memory_estimate_guards_runs():
         assert "available" in ex.shape_w.value
         ex.run(wait=True)                              # refused before anything is allocated
         assert ex.error and "needs" in ex.error and not ex.running and not ex.records
+
+
+def test_gpu_backends_are_listed_with_why_they_cannot_run_here():
+    import sparsejl
+    ex = DensityExplorer()
+    for b in sparsejl.backends():
+        if b.device == "gpu":
+            assert b.name in ex.backend_boxes, f"{b.name} not shown"
+            assert ex.backend_boxes[b.name].disabled and not ex.backend_boxes[b.name].value
+            assert ex.backend_status[b.name].reason
+    assert not any(ex.backend_status[n].device == "gpu" for n in ex.selected_backends())
+
+
+def test_voila_launcher_notebook_and_command(tmp_path, capsys):
+    import nbformat
+    from sparsejl.widgets import app
+    nb = app.explorer_notebook(report="r.json", model="gpt2")
+    nbformat.validate(nb)
+    src = nb.cells[0].source
+    assert "DensityExplorer(model='gpt2')" in src and "load_report(" in src and "r.json" in src
+    cmd = app.voila_command("x.ipynb", port=9999, open_browser=False)
+    assert cmd[1:4] == ["-m", "voila", "x.ipynb"] and "--port=9999" in cmd
+    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+    assert app.main(["--print-notebook", "--model", "bert-mini"]) == 0
+    printed = nbformat.reads(capsys.readouterr().out, as_version=4)
+    assert "DensityExplorer(model='bert-mini'" in printed.cells[0].source
+    with pytest.raises(SystemExit):
+        app.main(["--report", str(tmp_path / "missing.json")])

@@ -376,7 +376,8 @@ class DensityExplorer(W.VBox):
             note = (f"{st.library}, {st.device}" + (": baseline, always run" if baseline else "")
                     if st.available else f"unavailable: {st.reason}")
             lab = W.HTML(f"<span style='color:{'#666' if st.available else '#a55'};font-size:85%'"
-                         f" title='{html.escape(note)}'>{html.escape(note[:90])}</span>",
+                         f" title='{html.escape(note)}'>"
+                         f"{html.escape(note if len(note) <= 90 else note[:88] + '…')}</span>",
                          layout=W.Layout(width="auto"))
             self.backend_boxes[st.name] = cb
             rows.append(W.HBox([cb, lab]))
@@ -493,6 +494,19 @@ class DensityExplorer(W.VBox):
                                        fmt=getattr(c, "fmt", ""),
                                        library=getattr(c, "library", name),
                                        available=bool(ok), reason=why))
+        # sparsejl's GPU backends that the sweep cannot time (yet): listed, disabled, with why
+        swept = {getattr(c, "backend", None) for c in peers.CONTENDERS.values()}
+        try:
+            import sparsejl
+            gpu = [b for b in sparsejl.backends() if b.device == "gpu" and b.name not in swept]
+        except Exception:
+            gpu = []
+        for b in gpu:
+            why = (b.reason if not b.available else
+                   "usable here, but sparsejl.bench.sweep has no GPU contender: measure with "
+                   "python -m sparsejl.bench.gpu and load its report")
+            out.append(SimpleNamespace(name=b.name, device="gpu", fmt="", library="sparsejl",
+                                       available=False, reason=why))
         return out
 
     @staticmethod
