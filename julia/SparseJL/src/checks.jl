@@ -40,19 +40,43 @@ function compressed_problem(nrows::Integer, ncols::Integer, indptr::AbstractVect
            "$(what)indices holds $(length(indices)) entries, fewer than nnz = $nnz")
     first = indptr[1]
     @check first == 0 "$(what)indptr[0] is $first, expected 0"
-    prev = first
-    for p in 2:length(indptr)
-        v = indptr[p]
-        @check v >= prev "$(what)indptr decreases at position $(p-1) ($prev then $v)"
-        prev = v
+    if !nondecreasing(indptr)                # vectorised scan first; locate the fault after
+        prev = first
+        for p in 2:length(indptr)
+            v = indptr[p]
+            @check v >= prev "$(what)indptr decreases at position $(p-1) ($prev then $v)"
+            prev = v
+        end
     end
+    prev = indptr[end]
     @check prev <= nnz "$(what)indptr ends at $prev, past the $nnz stored $(entry)s"
-    for p in 1:Int(prev)
-        j = indices[p]
-        @check(0 <= j < ncols, "$(what)indices[$(p-1)] = $j is out of range for $ncols " *
-                               "$(replace(unit, "row" => "column"))s")
+    if !all_below(indices, Int(prev), ncols)
+        for p in 1:Int(prev)
+            j = indices[p]
+            @check(0 <= j < ncols, "$(what)indices[$(p-1)] = $j is out of range for $ncols " *
+                                   "$(replace(unit, "row" => "column"))s")
+        end
     end
     return nothing
+end
+
+"Whether `v` never decreases (branch-free, so it vectorises)."
+function nondecreasing(v::AbstractVector)
+    ok = true
+    @inbounds @simd for p in 2:length(v)
+        ok &= v[p] >= v[p-1]
+    end
+    return ok
+end
+
+"Whether `0 <= v[p] < bound` for `p in 1:len` (branch-free, so it vectorises)."
+function all_below(v::AbstractVector, len::Int, bound::Integer)
+    ok = true
+    @inbounds @simd for p in 1:len
+        j = v[p]
+        ok &= (j >= 0) & (j < bound)
+    end
+    return ok
 end
 
 check_compressed(args...; kws...) = throw_problem(compressed_problem(args...; kws...))
