@@ -24,10 +24,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (scripts/install-browser.sh installs Debian's "
                 "chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="Playwright for Python is not installed "
-                                      "(scripts/install-browser.sh)")
-pytest.importorskip("voila")
+# with Chromium there, a missing Playwright or Voilà is a setup failure, not a skip
+from playwright import sync_api  # noqa: E402  (scripts/install-browser.sh installs it)
+import voila  # noqa: E402,F401  (the [jupyter] extra)
 
 
 def _free_port() -> int:
@@ -248,7 +247,7 @@ def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
 @pytest.fixture(scope="module")
 def lab_url(tmp_path_factory):
     """JupyterLab on a free port of 127.0.0.1 serving a copy of notebooks/; killed at the end."""
-    pytest.importorskip("jupyterlab")
+    import jupyterlab  # noqa: F401  (the [jupyter] extra)
     work = tmp_path_factory.mktemp("lab")
     root = work / "notebooks"
     root.mkdir()

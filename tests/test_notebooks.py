@@ -4,10 +4,10 @@ import pathlib
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("ipywidgets")
+import ipykernel  # noqa: F401  (the [jupyter] extra: a missing one fails, it does not skip)
+import ipywidgets  # noqa: F401
+import nbclient
+import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

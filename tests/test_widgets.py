@@ -7,8 +7,6 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("ipywidgets")
-pytest.importorskip("matplotlib")
 
 from sparsejl import shapes
 from sparsejl.widgets import DensityExplorer, break_even, records_to_csv
