@@ -176,6 +176,22 @@ end
     @test_throws DimensionMismatch spmm(A, ones(9, 2))
 end
 
+@testset "SpMM with B off a cache line (NumPy's placement): aligned copy" begin
+    for T in (Float32, Float64), n in (16, 32, 17)
+        A = randcsr(T, Int32, 40, 12, 0.9)
+        Ab = randbsr(T, Int32, 5, 3, 4, 0.9)
+        for (M, k) in ((A, 12), (Ab, 12))
+            bufB = rand(T, n * k + 16); bufC = zeros(T, n * size(M, 1) + 16)
+            GC.@preserve bufB bufC begin
+                Bt = unsafe_wrap(Array, pointer(bufB) + 16, (n, k))
+                Ct = unsafe_wrap(Array, pointer(bufC) + 16, (n, size(M, 1)))
+                SparseJL.spmm_rowmajor!(Ct, M, Bt)
+                @test close(permutedims(Ct), Float64.(Matrix(M)) * Float64.(permutedims(Bt)), T)
+            end
+        end
+    end
+end
+
 @testset "CSR SpGEMM" begin
     for (m, k, n) in ((0, 0, 0), (0, 3, 2), (3, 0, 2), (3, 2, 0), (1, 1, 1), (9, 7, 11), (30, 40, 20)),
         density in (0.0, 0.2, 0.6, 1.0)
