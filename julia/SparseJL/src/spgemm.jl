@@ -202,26 +202,52 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
         start, stop = Int(indptrC[i]), Int(indptrC[i+1])
         f = cum[i+1] - cum[i]
         if 2 * (stop - start) >= n
-            # A dense row: accumulate without branches, then emit it by one scan in column order.
-            for p in Int(indptrA[i])+1:Int(indptrA[i+1])
+            # A dense row: accumulate without branches, counting new columns until all n are
+            # seen (then the marker is no longer needed), and emit it by one scan in column order.
+            count = 0
+            p, pe = Int(indptrA[i]) + 1, Int(indptrA[i+1])
+            while p <= pe && count < n
                 prefetch_brow(indicesA, indptrB, indicesB, dataB, p + PREFETCH_AHEAD, pend)
                 j = Int(indicesA[p]) + 1
                 a = convert(Tc, dataA[p])
                 for q in Int(indptrB[j])+1:Int(indptrB[j+1])
                     col = Int(indicesB[q]) + 1
+                    count += marker[col] != i
                     marker[col] = i
                     acc[col] += a * convert(Tc, dataB[q])
                 end
+                p += 1
             end
-            pos = start
-            for col in 1:n
-                v = acc[col]
-                acc[col] = zero(Tc)
-                if pos < stop               # predictable: false only after the row is full
-                    indicesC[pos+1] = (col - 1) % TiC
-                    dataC[pos+1] = v
+            while p <= pe                   # the row is full
+                prefetch_brow(indicesA, indptrB, indicesB, dataB, p + PREFETCH_AHEAD, pend)
+                j = Int(indicesA[p]) + 1
+                a = convert(Tc, dataA[p])
+                for q in Int(indptrB[j])+1:Int(indptrB[j+1])
+                    col = Int(indicesB[q]) + 1
+                    acc[col] += a * convert(Tc, dataB[q])
                 end
-                pos += marker[col] == i
+                p += 1
+            end
+            if count == n
+                if stop - start == n
+                    for col in 1:n
+                        indicesC[start+col] = (col - 1) % TiC
+                        dataC[start+col] = acc[col]
+                    end
+                end
+                fill!(acc, zero(Tc))
+                pos = start + n
+            else
+                pos = start
+                for col in 1:n
+                    v = acc[col]
+                    acc[col] = zero(Tc)
+                    if pos < stop           # predictable: false only after the row is full
+                        indicesC[pos+1] = (col - 1) % TiC
+                        dataC[pos+1] = v
+                    end
+                    pos += marker[col] == i
+                end
             end
         elseif bitmap_row(f, n)
             # Accumulate and mark columns without branches; the bitmap then yields the row's
