@@ -387,7 +387,7 @@ class DensityExplorer(W.VBox):
         self.stop_w = W.Button(description="Stop", button_style="warning", icon="stop",
                                disabled=True)
         self.progress_w = W.IntProgress(value=0, min=0, max=1, description="",
-                                        layout=W.Layout(width="260px"))
+                                        layout=W.Layout(width="200px"))
         self.progress_label = W.Label("")
         self.progress_label.add_class("sjl-progress-label")
         self.status_w = W.HTML("")
@@ -695,7 +695,7 @@ class DensityExplorer(W.VBox):
             if self._stop.is_set() or stopped:
                 self.progress_w.bar_style = "warning"
                 self.progress_w.value = total - stopped
-                self.progress_label.value = f"{total - stopped} / {total}, then stopped"
+                self.progress_label.value = f"{total - stopped} / {total} (stopped)"
                 self.status_w.value = (f"<b>Stopped</b> after {secs:.1f} s: "
                                        f"{len(self.records) - stopped} of {total} measured.")
             else:
