@@ -28,9 +28,7 @@ lanes(::Type{T}) where {T} = 64 ÷ sizeof(T)
 end
 
 "Hint the CPU to fetch the cache line at `p` into all cache levels (no fault if invalid)."
-@inline prefetch(p::Ptr) = Base.llvmcall(("declare void @llvm.prefetch(i8*, i32, i32, i32)",
-    """%p = inttoptr i64 %0 to i8*
-    call void @llvm.prefetch(i8* %p, i32 0, i32 3, i32 1)
-    ret void"""), Cvoid, Tuple{Ptr{Cvoid}}, Ptr{Cvoid}(p))
+@inline prefetch(p::Ptr) = ccall("llvm.prefetch", llvmcall, Cvoid, (Ptr{Int8}, Int32, Int32, Int32),
+                                  Ptr{Int8}(p), Int32(0), Int32(3), Int32(1))
 @inline prefetch(v::Array, k::Int) = (GC.@preserve v prefetch(pointer(v, k)); nothing)
 @inline prefetch(v, k::Int) = nothing
