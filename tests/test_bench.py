@@ -260,3 +260,10 @@ def test_a_call_over_max_call_s_is_skipped_and_so_are_denser_cases_of_its_line()
     assert recs[0]["status"] == "skipped" and "max_call_s" in recs[0]["reason"]
     assert len(recs[0]["times_s"]) == 1 and recs[0]["median_s"] is None
     assert recs[1]["status"] == "skipped" and "higher densities" in recs[1]["reason"]
+
+
+def test_break_even_is_where_speedup_falls_through_one():
+    # a noisy line that rises through 1 before falling: the fall marks break-even
+    assert plot.break_even([(0.01, 0.8), (0.05, 3.0), (0.1, 2.0), (0.2, 0.5)]) == pytest.approx(0.15)
+    assert plot.break_even([(0.01, 0.5), (0.1, 2.0)]) is None
+    assert plot.break_even_text([(0.01, 0.5), (0.1, 2.0)]).startswith("none")

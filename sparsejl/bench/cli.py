@@ -124,17 +124,6 @@ def terminal_table(records: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def _load_matplotlib() -> None:
-    """Import matplotlib's plotting before Julia starts: importing it after sparsejl's runtime
-    is up aborted the process here (a C++ exception in ft2font met libjulia's unwinder)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401  (font_manager, ft2font, mathtext data)
-    except ImportError:
-        pass
-
-
 def targets_text(records: List[dict]) -> str:
     """The issue's targets, one line each, as measured in ``records``."""
     from . import targets
@@ -189,8 +178,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = (lambda: time.monotonic() > deadline) if deadline else None
 
     out = args.out or (None if suite == "main" else f"sparsejl-bench-{suite}")
-    if out:
-        _load_matplotlib()
     environment = env.capture()  # load average before we add ours
     progress = _Progress(len(cases) * len(backends), enabled=not args.no_progress)
     t0 = time.monotonic()

@@ -32,15 +32,17 @@ def group_title(r: dict) -> str:
 
 
 def break_even(points: Sequence[Tuple[float, float]]) -> Optional[float]:
-    """The density where speedup falls through 1, interpolated in log(speedup); None if the
-    line never crosses 1 in the measured range."""
+    """The density where speedup falls through 1 (faster than dense below it), interpolated in
+    log(speedup); the last such fall where noise makes the line cross more than once; None if it
+    never falls through 1 in the measured range."""
     import math
     pts = sorted(points)
+    found = None
     for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
-        if (s0 - 1.0) * (s1 - 1.0) <= 0 and s0 != s1:
+        if s0 >= 1.0 > s1:
             l0, l1 = math.log(s0), math.log(s1)
-            return d0 + (d1 - d0) * (0.0 - l0) / (l1 - l0)
-    return None
+            found = d0 + (d1 - d0) * (0.0 - l0) / (l1 - l0)
+    return found
 
 
 def break_even_text(points: Sequence[Tuple[float, float]]) -> str:
@@ -52,7 +54,9 @@ def break_even_text(points: Sequence[Tuple[float, float]]) -> str:
         return "not measured"
     if min(s for _, s in points) > 1:
         return f"above {max(d for d, _ in points):g} (faster than dense throughout)"
-    return f"below {min(d for d, _ in points):g} (slower than dense throughout)"
+    if max(s for _, s in points) < 1:
+        return f"below {min(d for d, _ in points):g} (slower than dense throughout)"
+    return "none (faster than dense only at higher densities)"
 
 
 def _series(records) -> Dict[str, List[Tuple[float, float]]]:
@@ -64,30 +68,31 @@ def _series(records) -> Dict[str, List[Tuple[float, float]]]:
 
 
 def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=None,
-                   backends: Optional[Sequence[str]] = None):
+                   backends: Optional[Sequence[str]] = None, baseline: str = "dense (NumPy BLAS)"):
     """Plot speedup over dense (log scale) against density for every backend in ``records``.
 
     Backends that did not run (missing, error, skipped) are listed under the plot, not drawn.
-    Returns the Figure (``ax.figure`` when an Axes is given).
+    Returns the Figure (``ax.figure`` when an Axes is given). Without ``ax`` the Figure is made
+    without pyplot, so matplotlib's backend (a notebook's inline one, say) is left as it is.
     """
-    import matplotlib
     if ax is None:
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(12, 5.2))
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(12, 5.2))
+        ax = fig.add_subplot()
         fig.subplots_adjust(left=0.065, right=0.58, top=0.92, bottom=0.11)
     else:
         fig = ax.figure
     lines = _series(records)
-    threads = {r["backend"]: r["threads"] for r in records if r["status"] == "ok"}
+    threads = {r["backend"]: r.get("threads") for r in records if r["status"] == "ok"}
     if backends is not None:
         lines = OrderedDict((b, lines[b]) for b in backends if b in lines)
     densities = sorted({r["density"] for r in records})
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label="dense (NumPy BLAS) = 1")
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label=f"{baseline} = 1")
     for name, pts in lines.items():
         pts = sorted(pts)
         be = break_even(pts)
-        label = f"{name} [{threads.get(name)} thr] (break-even d" + (
+        thr = f" [{threads[name]} thr]" if threads.get(name) else ""
+        label = f"{name}{thr} (break-even d" + (
             f"≈{be:.2f})" if be is not None else f" {break_even_text(pts)})".replace(" (", "\n("))
         (line,) = ax.plot([d for d, _ in pts], [s for _, s in pts], marker="o", label=label)
         if be is not None:

@@ -235,9 +235,6 @@ def write(out_dir: str, records: Sequence[dict], env: dict, meta: dict, *, html_
     write_json(paths["json"], records, env, meta, verdicts)
     plot_files = {}
     if plots:
-        import matplotlib
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
         os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
         for key, recs in plot.groups(records).items():
             if len({r["density"] for r in recs}) < 2:
@@ -245,7 +242,6 @@ def write(out_dir: str, records: Sequence[dict], env: dict, meta: dict, *, html_
             name = os.path.join("plots", _slug(plot.group_title(recs[0])) + ".png")
             fig = plot.speedup_figure(recs)
             fig.savefig(os.path.join(out_dir, name), dpi=100)
-            plt.close(fig)
             plot_files[key] = name
     content = blocks(records, env, meta, verdicts, plot_files)
     paths["markdown"] = os.path.join(out_dir, "report.md")
