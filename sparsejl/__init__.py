@@ -1,9 +1,11 @@
 """sparsejl: sparse × dense (SpMM) and sparse × sparse (SpGEMM) products in CSR and BSR, run by Julia."""
 
+from . import prune, shapes
 from .backends import BackendStatus, backends
 from .formats import BSR, CSR
 from .ops import spgemm, spmm
 from .runtime import JuliaError, JuliaNotFound
 
 __version__ = "0.1.0"
-__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "JuliaError", "JuliaNotFound"]
+__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "JuliaError", "JuliaNotFound",
+           "shapes", "prune"]
