@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-sparsejl-bench
+python3 -m sparsejl.bench "$@"   # the sparsejl-bench command
