@@ -264,10 +264,18 @@ end
     @test Matrix(C) ≈ Matrix(A) * Matrix(B)
     # every numeric path (dense scan, bitmap emitted per word, bitmap gathered, sort; symbolic by
     # marker and by bitmap past 4096 columns), right and with one entry too many or too few
+    paths = Set{Symbol}()
     for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05),
                               (8, 10, 5000, 0.5, 0.02), (6, 5, 5000, 0.6, 0.002))
         A = randcsr(Float32, Int32, m, k, dA; dups=true, emptyrows=false)
         B = randcsr(Float32, Int32, k, n, dB; dups=true, emptyrows=false)
+        flops = diff(SparseJL.cumulative_flops(m, A.indptr, A.indices, B.indptr))
+        counts = diff(SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
+                                                B.indptr, B.indices))
+        for (c, f) in zip(counts, flops)
+            push!(paths, 2c >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
+                         8c >= n ? :words : :gather)
+        end
         C = spgemm(A, B)
         check_format(C)
         @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), Float32)
@@ -288,6 +296,7 @@ end
             @test err isa ArgumentError && occursin("(first at row $(r - 1))", err.msg)
         end
     end
+    @test paths == Set([:dense, :words, :gather, :sort])
 end
 
 @testset "BSR SpGEMM" begin
