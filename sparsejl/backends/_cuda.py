@@ -6,6 +6,7 @@ Nothing here imports CuPy at module import time; every function that needs it im
 from __future__ import annotations
 
 import collections
+import os
 import functools
 
 import numpy as np
@@ -65,6 +66,8 @@ def result_dtype(a_dtype, b_dtype) -> np.dtype:
 @functools.lru_cache(maxsize=None)
 def gpu_reason() -> str | None:
     """Why CuPy on a GPU cannot be used here, or None. Imports CuPy (only when asked)."""
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
+        return "no NVIDIA GPU on this machine (no /dev/nvidiactl or /dev/nvidia0)"
     try:
         import cupy
     except ImportError as exc:

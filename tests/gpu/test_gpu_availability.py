@@ -1,4 +1,5 @@
 """GPU backends on any machine: nothing GPU-related at import, a reason wherever they cannot run."""
+import os
 import subprocess
 import sys
 
@@ -25,14 +26,15 @@ def test_gpu_backends_are_listed_with_a_reason_when_unavailable():
             assert s.reason and len(s.reason) > 10, f"{name} is unavailable without a reason"
 
 
-def test_reason_names_cupy_when_cupy_is_missing():
-    try:
-        import cupy  # noqa: F401
-        have_cupy = True
-    except Exception:
-        have_cupy = False
-    if have_cupy:
-        return
+def test_reason_says_what_is_missing():
+    """No GPU: the reason says so; a GPU without CuPy: the reason names CuPy."""
+    import importlib.util
+    has_gpu = any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+    has_cupy = importlib.util.find_spec("cupy") is not None
     for s in sparsejl.backends():
-        if s.name in GPU_BACKENDS:
+        if s.name not in GPU_BACKENDS:
+            continue
+        if not has_gpu:
+            assert not s.available and "no NVIDIA GPU" in s.reason
+        elif not has_cupy:
             assert not s.available and "CuPy" in s.reason
