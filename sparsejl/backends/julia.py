@@ -14,7 +14,8 @@ from .. import runtime
 NAME, DEVICE = "julia", "cpu"
 VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
 WRITES_OUT = True
-_JULIA_TYPES = {"float16": "Float16", "float32": "Float32", "float64": "Float64", "int32": "Int32", "int64": "Int64"}
+_JULIA_TYPES = {np.dtype(t): name for t, name in [(np.float16, "Float16"), (np.float32, "Float32"), (np.float64, "Float64"),
+                                                   (np.int32, "Int32"), (np.int64, "Int64")]}
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -22,9 +23,9 @@ def availability():
     return runtime.unavailable_reason()
 
 
-def _key(kernel: str, *arrays_or_dtypes) -> str:
-    names = [_JULIA_TYPES[np.dtype(getattr(a, "dtype", a)).name] for a in arrays_or_dtypes]
-    return f"{kernel}:{','.join(names)}"
+def _key(kernel: str, *arrays) -> str:
+    """The entry point's key (docs/abi.md), e.g. csr_spmm:Float32,Int32,Float32,Float32."""
+    return f"{kernel}:{','.join(_JULIA_TYPES[a.dtype] for a in arrays)}"
 
 
 def _ptr(a: np.ndarray) -> int:
