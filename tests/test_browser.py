@@ -3,6 +3,7 @@ Debian's headless Chromium through Playwright. Screenshots go to artifacts/.
 
 Skips only when /usr/bin/chromium (or Playwright) is not installed: run scripts/install-browser.sh.
 """
+import contextlib
 import os
 import pathlib
 import shutil
@@ -50,34 +51,42 @@ def _wait_listening(port: int, proc, timeout: float):
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+@contextlib.contextmanager
+def _server(cmd, cwd, log_path, port, extra_env=None):
+    """Run a server in its own session on 127.0.0.1:port, logging to log_path; yield its URL; at
+    the end kill it with everything it started (kernels too) and keep its log as an artifact."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("JULIA_NUM_THREADS", "2")
+    env.update(extra_env or {})
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                _wait_listening(port, proc, 60)
+                yield f"http://127.0.0.1:{port}/"
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(5)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log_path, ARTIFACTS / log_path.name)
+
+
 @pytest.fixture(scope="module")
 def explorer_url(tmp_path_factory):
     """`sparsejl-explorer` (the Voilà launcher) on a free port of 127.0.0.1; killed at the end."""
     work = tmp_path_factory.mktemp("explorer")
     port = _free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env.setdefault("JULIA_NUM_THREADS", "2")
-    log = open(work / "voila.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "sparsejl.widgets.app", "--port", str(port),
-                             "--no-browser", "--model", "bert-mini"],
-                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_listening(port, proc, 60)
+    cmd = [sys.executable, "-m", "sparsejl.widgets.app", "--port", str(port), "--no-browser", "--model", "bert-mini"]
+    with _server(cmd, work, work / "voila.log", port) as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the launcher, Voilà, kernels
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(work / "voila.log", ARTIFACTS / "voila.log")
 
 
 @pytest.fixture
@@ -256,31 +265,12 @@ def lab_url(tmp_path_factory):
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port = _free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["JUPYTERLAB_SETTINGS_DIR"] = str(work / "settings")
-    env["JUPYTERLAB_WORKSPACES_DIR"] = str(work / "workspaces")
-    env.setdefault("JULIA_NUM_THREADS", "2")
-    log = open(work / "jupyterlab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-         f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_listening(port, proc, 60)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(work / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
+    env = {"JUPYTERLAB_SETTINGS_DIR": str(work / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces")}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"]
+    with _server(cmd, root, work / "jupyterlab.log", port, env) as url:
+        yield url
 
 
 def test_explorer_runs_in_jupyterlab(lab_url):
