@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import select as _select_backend
-from .formats import array_module, as_view, check_value_dtype
+from .formats import VALUE_DTYPES, array_module, as_view, check_value_dtype
 
 
 def _on_gpu(*arrays) -> bool:
@@ -19,7 +19,7 @@ def _dense_operand(B, k: int, backend):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
         B = np.asarray(B)
-    check_value_dtype(B.dtype, "B", getattr(backend, "VALUE_DTYPES", None) or _default_dtypes())
+    check_value_dtype(B.dtype, "B", _value_dtypes(backend))
     if B.ndim not in (1, 2):
         raise ValueError(f"B must be a vector or a matrix, got {B.ndim} dimensions")
     if B.shape[0] != k:
@@ -29,15 +29,14 @@ def _dense_operand(B, k: int, backend):
     return B, vector
 
 
-def _default_dtypes():
-    from .formats import VALUE_DTYPES
-    return VALUE_DTYPES
+def _value_dtypes(backend):
+    """The value types `backend` takes: its own list (the GPU's 16-bit types), else float32/64."""
+    return getattr(backend, "VALUE_DTYPES", None) or VALUE_DTYPES
 
 
-def _sparse_operand(A, backend):
-    A = as_view(A)
-    return A.check_format(full=not backend.VALIDATES_CONTENT,
-                          value_dtypes=getattr(backend, "VALUE_DTYPES", None) or _default_dtypes())
+def _sparse_operand(view, backend):
+    """The view checked for `backend`: cheap checks always, O(nnz) ones unless Julia makes them."""
+    return view.check_format(full=not backend.VALIDATES_CONTENT, value_dtypes=_value_dtypes(backend))
 
 
 def _check_out(out, shape, dtype, operands):
