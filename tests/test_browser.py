@@ -148,6 +148,16 @@ def _no_error_shown(page):
     assert "Traceback" not in body and "Error" not in _text(page, ".sjl-status")
 
 
+def _run_to_the_end(page):
+    """Press Run; the run must finish ("Done"), show no error, and leave a rendered plot."""
+    page.locator(".sjl-run").click()
+    _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+    assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
+    _no_error_shown(page)
+    page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
+                           " return i && i.complete && i.naturalWidth > 300; }")
+
+
 def test_explorer_runs_in_chromium(page):
     with _ShotOnFailure(page, 'voila-run'):
         ARTIFACTS.mkdir(exist_ok=True)
@@ -163,13 +173,8 @@ def test_explorer_runs_in_chromium(page):
         tokens.press("Enter")
         page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×32')")
         before_plot = page.locator(".sjl-plot").get_attribute("src") or ""
-        page.locator(".sjl-run").click()
-        _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
-        assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
-        _no_error_shown(page)
-        # the plot is a new, rendered image
-        page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
-                               " return i && i.complete && i.naturalWidth > 300; }")
+        _run_to_the_end(page)
+        # the plot is a new image
         assert (page.locator(".sjl-plot").get_attribute("src") or "") != before_plot
         # the table has a row per density with the measured backends
         table = _text(page, ".sjl-table")
@@ -310,12 +315,7 @@ def test_explorer_runs_in_jupyterlab(lab_url):
             page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
             page.wait_for_function(
                 "() => document.querySelector('.sjl-shape').innerText.includes('256×256')")
-            page.locator(".sjl-run").click()
-            _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
-            assert "Done" in _text(page, ".sjl-status"), _text(page, ".sjl-status")
-            _no_error_shown(page)
-            page.wait_for_function("() => { const i = document.querySelector('.sjl-plot');"
-                                   " return i && i.complete && i.naturalWidth > 300; }")
+            _run_to_the_end(page)
             table = _text(page, ".sjl-table")
             assert "scipy:csr" in table and "break-even" in table and "×" in table
             page.locator(".sjl-explorer").scroll_into_view_if_needed()
