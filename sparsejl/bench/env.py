@@ -107,6 +107,7 @@ def julia_info() -> Dict[str, object]:
         if runtime.started():
             out["runtime_version"] = str(runtime.julia_version())
             out["runtime_threads"] = int(runtime.julia_threads())
+            out["runtime_start_s"] = round(runtime.get().start_seconds, 3)
     except Exception as exc:
         out["runtime_error"] = f"{type(exc).__name__}: {exc}"
     from .juliapeer import julia_executable
