@@ -17,14 +17,15 @@ MAX_BLOCKSIZE = 128
 
 def array_module(a):
     """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
-    if type(a).__module__.startswith("cupy"):
+    if type(a) is not np.ndarray and type(a).__module__.startswith("cupy"):
         import cupy
         return cupy
     return np
 
 
 def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:
-    dtype = np.dtype(dtype)
+    if dtype not in allowed:
+        dtype = np.dtype(dtype)
     if dtype not in allowed:
         names = ", ".join(d.name for d in allowed)
         raise TypeError(f"{what} has dtype {dtype}; sparsejl supports {names}")
@@ -34,10 +35,10 @@ def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:
 def _check_dims(shape) -> tuple[int, int]:
     if len(shape) != 2:
         raise ValueError(f"a sparse matrix has 2 dimensions, got shape {tuple(shape)}")
-    m, n = (int(x) for x in shape)
+    m, n = int(shape[0]), int(shape[1])
     if m < 0 or n < 0:
         raise ValueError(f"shape {tuple(shape)} has a negative dimension")
-    if max(m, n) >= 2**62:
+    if m >= 2**62 or n >= 2**62:
         raise ValueError(f"shape {tuple(shape)} is too large")
     return m, n
 
@@ -66,11 +67,10 @@ class _Compressed:
         return self.nnz / (m * n) if m and n else 0.0
 
     def _check_indexing(self, rows: int, cols: int, full: bool, value_dtypes) -> None:
-        for name in ("indptr", "indices"):
-            a = getattr(self, name)
+        for name, a in (("indptr", self.indptr), ("indices", self.indices)):
             if getattr(a, "ndim", None) != 1:
                 raise ValueError(f"{name} must be a 1-D array, got {type(a).__name__} of shape {getattr(a, 'shape', '?')}")
-            if np.dtype(a.dtype) not in INDEX_DTYPES:
+            if a.dtype not in INDEX_DTYPES:
                 raise TypeError(f"{name} has dtype {a.dtype}; sparsejl supports int32 and int64 indices")
         check_value_dtype(self.data.dtype, "data", value_dtypes)
         if len(self.indptr) != rows + 1:

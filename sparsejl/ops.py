@@ -8,13 +8,14 @@ from .backends import select as _select_backend
 from .formats import VALUE_DTYPES, array_module, as_view, check_value_dtype
 
 
-def _on_gpu(*arrays) -> bool:
-    return any(array_module(a) is not np for a in arrays)
+def _on_gpu(a, b) -> bool:
+    return (type(a) is not np.ndarray and array_module(a) is not np) or (
+        type(b) is not np.ndarray and array_module(b) is not np)
 
 
 def _dense_operand(B, k: int, backend):
     """B as a C-contiguous 2-D array of k rows, and whether it came as a vector."""
-    xp = array_module(B)
+    xp = np if type(B) is np.ndarray else array_module(B)
     if xp is np and not isinstance(B, np.ndarray):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
@@ -25,7 +26,10 @@ def _dense_operand(B, k: int, backend):
     if B.shape[0] != k:
         raise ValueError(f"dimension mismatch: A has {k} columns but B has {B.shape[0]} rows")
     vector = B.ndim == 1
-    B = xp.ascontiguousarray(B.reshape(k, 1) if vector else B)  # copies only strided or Fortran-ordered B
+    if vector:
+        B = B.reshape(k, 1)
+    if not B.flags.c_contiguous:
+        B = xp.ascontiguousarray(B)  # strided or Fortran-ordered B: a contiguous copy
     return B, vector
 
 
@@ -73,7 +77,7 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     mod = _select_backend(backend, _on_gpu(view.data, B))
     view = _sparse_operand(view, mod)
     B, vector = _dense_operand(B, view.shape[1], mod)
-    dtype = np.result_type(view.dtype, B.dtype)
+    dtype = B.dtype if view.data.dtype == B.dtype else np.result_type(view.data.dtype, B.dtype)
     m, n = view.shape[0], B.shape[1]
     if out is not None:
         _check_out(out, (m,) if vector else (m, n), dtype,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -24,6 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+try:  # the call path in C (setup.py builds it); without it, the same steps through ctypes
+    from . import _handover
+except ImportError:
+    _handover = None
 
 MIN_JULIA = (1, 5)
 INSTALL_HINT = (
@@ -36,7 +42,9 @@ INSTALL_HINT = (
 FORKED = ("Julia was started in a parent process and cannot run in a child made by fork(); start children "
           "with multiprocessing's 'spawn' or 'forkserver' method, or use the 'scipy' or 'dense' backend there")
 _STATUS_INVALID, _STATUS_JULIA = 1, 2
+_STATUS_FORKED = -1  # the call path saw a fork that Python's at-fork hook did not (one made in C)
 _ERRCAP = 4096
+_SLOTS = 64  # int64 slots of a job's argument buffer
 _SPIN_TRIES = 64  # sem_trywait polls before sleeping: a warm job returns within a few µs
 _WAIT_SLICE_S = 0.05  # a sleeping caller wakes this often to let Python see Ctrl-C
 
@@ -153,6 +161,7 @@ class Runtime:
         self.lib, self.version, self.threads = lib, version, threads
         self.start_seconds = start_seconds
         self._pid, self._owner = pid, owner
+        self.forked = False  # set in a child made by fork (os.fork, multiprocessing): Julia is not there
         # a runtime started by someone else is entered directly: from any thread on Julia >= 1.9,
         # which adopts foreign threads, else only from the thread that booted sparsejl
         adopts = tuple(int(x) for x in version.split("-")[0].split(".")[:2]) >= (1, 9)
@@ -166,6 +175,13 @@ class Runtime:
         self.done = ctypes.create_string_buffer(64)
         self._libc.sem_init(self.go, 0, 0)
         self._libc.sem_init(self.done, 0, 0)
+        # one argument buffer, reused: the lock is held until Julia is done with it
+        self._args = np.zeros(_SLOTS, dtype=np.int64)
+        self._head = (ctypes.addressof(self._err), _ERRCAP)
+        self._c_run = None if _handover is None else functools.partial(
+            _handover.run, self._args.ctypes.data, _SLOTS,
+            0 if owner is None else ctypes.addressof(self.box),
+            ctypes.addressof(self.go), ctypes.addressof(self.done))
 
     # -- jobs
     def entry(self, key: str) -> int:
@@ -174,61 +190,77 @@ class Runtime:
         if ptr is None:
             name = key.encode("ascii")
             out = np.zeros(1, dtype=np.int64)
-            self._run(self._entries["resolve"], [ctypes.cast(name, ctypes.c_void_p).value, len(name),
-                                                  out.ctypes.data], (name, out))
+            self._run(self._entries["resolve"], (ctypes.cast(name, ctypes.c_void_p).value, len(name)), (out,), (name,))
             ptr = self._entries[key] = int(out[0])
         return ptr
 
-    def call(self, key: str, slots, keepalive=()) -> None:
-        """Run the job `key` on `slots` (ints: pointers and sizes). Raises on a Julia error.
+    def call(self, key: str, slots, keepalive=(), *, arrays=()) -> None:
+        """Run the job `key` on `slots` (ints: sizes and pointers) followed by the data pointers
+        of `arrays` (C-contiguous NumPy arrays). Raises on a Julia error.
 
-        `keepalive` holds the arrays behind the pointers until Julia is done with them, even
-        when the caller is interrupted and leaves early.
+        `arrays` and `keepalive` (whatever else the pointers in `slots` point into) stay alive
+        until Julia is done with them, even when the caller is interrupted and leaves early.
         """
-        self._run(self.entry(key), slots, keepalive)
+        self._run(self.entry(key), tuple(slots), tuple(arrays), keepalive)
+
+    def call_arrays(self, key: str, slots: tuple, arrays: tuple) -> None:
+        """`call(key, slots, arrays=arrays)` for tuples, with less Python on the way."""
+        self._run(self._entries.get(key) or self.entry(key), slots, arrays)
 
     def eval(self, source: str) -> str:
         """Evaluate Julia source in Main and return `string` of its value."""
         src = source.encode()
         out = ctypes.create_string_buffer(1 << 16)
-        self._run(self._entries["eval"], [ctypes.cast(src, ctypes.c_void_p).value, len(src),
-                                           ctypes.addressof(out), len(out)], (src, out))
+        self._run(self._entries["eval"], (ctypes.cast(src, ctypes.c_void_p).value, len(src),
+                                           ctypes.addressof(out), len(out)), (), (src, out))
         return out.value.decode(errors="replace")
 
-    def _run(self, fptr: int, slots, keepalive) -> None:
-        if os.getpid() != self._pid:
+    def _run(self, fptr: int, slots: tuple, arrays: tuple, keepalive=()) -> None:
+        if self.forked:
             raise RuntimeError(FORKED)
         if self._owner is None and self._direct_thread not in (None, threading.get_ident()):
             raise RuntimeError(f"Julia {self.version} was started by another embedder in this process and cannot "
                                "be entered from a thread it did not start (Julia >= 1.9 can); call sparsejl "
                                "from the thread that started Julia")
-        args = np.array([ctypes.addressof(self._err), _ERRCAP, *slots], dtype=np.int64)
         self._lock.acquire()
         release = True
         try:
-            if self._owner is None:
-                status = _JOB(fptr)(args.ctypes.data)
-            else:
-                try:
-                    status = self._hand_over(fptr, args)
-                except BaseException:
-                    # Interrupted while Julia still works on the buffers: keep them alive, and
-                    # the lock held, until it is done; then the runtime is usable again.
-                    release = False
-                    threading.Thread(target=self._finish_abandoned, args=(args, keepalive), daemon=True).start()
+            try:
+                if self._c_run is not None:
+                    status = self._c_run(fptr, self._head + slots, arrays)
+                else:
+                    status = self._run_ctypes(fptr, self._head + slots + tuple(a.ctypes.data for a in arrays))
+            except BaseException:
+                if self._owner is None or self.box[1] == 0:  # raised before Julia had the job
                     raise
-            message = self._err.value.decode(errors="replace") if status else ""
+                # Interrupted while Julia still works on the buffers: keep them alive, and
+                # the lock held, until it is done; then the runtime is usable again.
+                release = False
+                threading.Thread(target=self._finish_abandoned, args=(arrays, keepalive), daemon=True).start()
+                raise
+            message = self._err.value.decode(errors="replace") if status > 0 else ""
         finally:
             if release:
                 self._lock.release()
+        if status == _STATUS_FORKED:
+            raise RuntimeError(FORKED)
         if status == _STATUS_INVALID:
             raise ValueError(message)
         if status:
             raise JuliaError(message)
 
-    def _hand_over(self, fptr: int, args: np.ndarray) -> int:
+    def _run_ctypes(self, fptr: int, args: tuple) -> int:
+        """The C module's `run`, step by step through ctypes (slower: ~1 µs per pointer)."""
+        if os.getpid() != self._pid:
+            return _STATUS_FORKED
         box, libc, done = self.box, self._libc, ctypes.addressof(self.done)
-        box[0], box[1], box[2], box[3] = fptr, args.ctypes.data, 0, 1
+        box[1] = 0  # set when the job is handed over
+        if len(args) > _SLOTS:
+            raise ValueError(f"a job of {len(args)} slots does not fit the {_SLOTS}-slot buffer")
+        self._args[:len(args)] = args
+        if self._owner is None:
+            return _JOB(fptr)(self._args.ctypes.data)
+        box[0], box[1], box[2], box[3] = fptr, self._args.ctypes.data, 0, 1
         libc.sem_post(ctypes.addressof(self.go))
         for _ in range(_SPIN_TRIES):
             if libc.sem_trywait(done) == 0:
@@ -359,6 +391,7 @@ def _after_fork_in_child() -> None:
     _start_lock = threading.Lock()  # another thread may have held it at fork time
     if _runtime is not None:
         _runtime._lock = threading.Lock()
+        _runtime.forked = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -387,7 +420,7 @@ def get() -> Runtime:
 def unavailable_reason() -> str | None:
     """Why Julia cannot be used here, or None when it can; never starts Julia."""
     if _runtime is not None:
-        return None if _runtime._pid == os.getpid() else FORKED
+        return FORKED if _runtime.forked else None
     if _start_error is not None:
         return str(_start_error)
     if _running_libjulia() is not None:

@@ -34,3 +34,24 @@ def test_spawn_children_start_their_own_julia():
     with mp.get_context("spawn").Pool(2) as pool:
         results = pool.map(product, ["julia"] * 2, chunksize=1)
     assert results == [[2.0] * 4] * 2
+
+
+def test_fork_made_in_c_is_caught_by_the_call_path():
+    """libc's fork() runs no Python at-fork hook; the C call path's pthread_atfork handler sees it."""
+    import ctypes
+    import os
+
+    if runtime._handover is None:
+        import pytest
+        pytest.skip("the C call path is not built here (pip install -e . builds it); the ctypes path checks the pid")
+    runtime.get()
+    read, write = os.pipe()
+    pid = ctypes.CDLL(None).fork()
+    if pid == 0:  # the child: report the product's outcome through the pipe, then leave at once
+        os.write(write, product("julia").encode()[:500])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert "cannot run in a child made by fork()" in answer

@@ -105,3 +105,33 @@ def test_cpp_extensions_loaded_after_julia_keep_their_exceptions():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", CPP_AFTER_JULIA], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_ctypes_call_path_without_the_c_module(tmp_path):
+    """Where the C call path is not built, the same jobs go through ctypes: products, a Julia
+    error and a rejected structure behave the same."""
+    script = tmp_path / "no_c.py"
+    script.write_text("""
+import sys
+sys.modules["sparsejl._handover"] = None  # import of the C module fails
+import numpy as np, scipy.sparse as sp, sparsejl
+from sparsejl import runtime
+assert runtime._handover is None
+rng = np.random.default_rng(3)
+A = sp.random(50, 40, density=0.2, format="csr", dtype=np.float64, random_state=4)
+B = rng.standard_normal((40, 7))
+assert np.allclose(sparsejl.spmm(A, B, backend="julia"), A @ B)
+C = sparsejl.spgemm(A, A.T.tocsr(), backend="julia")
+assert np.allclose(C.toarray(), (A @ A.T).toarray())
+bad = sp.csr_array((A.data, A.indices.copy(), A.indptr), shape=A.shape)
+bad.indices[3] = 99
+try:
+    sparsejl.spmm(sparsejl.CSR(bad.data, bad.indices, bad.indptr, bad.shape), B, backend="julia")
+except ValueError as exc:
+    assert "out of range" in str(exc) or "indices" in str(exc), exc
+else:
+    raise AssertionError("malformed indices were accepted")
+print("ok")
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr

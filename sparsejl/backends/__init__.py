@@ -30,10 +30,16 @@ class BackendStatus:
         return f"{self.name} ({self.device}): " + ("available" if self.available else f"unavailable: {self.reason}")
 
 
+_imported = {}
+
+
 def module(name: str):
-    if name not in _MODULES:
-        raise ValueError(f"unknown backend {name!r}; backends are {', '.join(_MODULES)}")
-    return importlib.import_module(_MODULES[name])
+    mod = _imported.get(name)
+    if mod is None:
+        if name not in _MODULES:
+            raise ValueError(f"unknown backend {name!r}; backends are {', '.join(_MODULES)}")
+        mod = _imported[name] = importlib.import_module(_MODULES[name])
+    return mod
 
 
 def status(name: str) -> BackendStatus:
@@ -63,6 +69,9 @@ def select(name: str | None, on_gpu: bool):
             raise TypeError(f"backend {name!r} runs on the {mod.DEVICE.upper()} but the operands are {where} arrays")
         return mod
     order = GPU_DEFAULT_ORDER if on_gpu else CPU_DEFAULT_ORDER
+    first = _imported.get(order[0])
+    if first is not None and first.availability() is None:  # the usual case, without the search
+        return first
     for candidate in order:
         mod = module(candidate)
         reason = mod.availability()

@@ -3,8 +3,11 @@
 import numpy as np
 import scipy.sparse as sp
 
+from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
+
 NAME, DEVICE = "dense", "cpu"
 VALIDATES_CONTENT = False
+WRITES_OUT = False  # returns a new array
 
 
 def availability():

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import runtime
+from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
 
 NAME, DEVICE = "julia", "cpu"
 VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
@@ -28,23 +29,27 @@ def _key(kernel: str, *arrays) -> str:
     return f"{kernel}:{','.join(_JULIA_TYPES[a.dtype] for a in arrays)}"
 
 
-def _ptr(a: np.ndarray) -> int:
-    return a.ctypes.data
+_SPMM_KEYS = {}  # (format, dtypes of A.data, A.indices, B, out) -> entry point key
 
 
 def spmm(A, B: np.ndarray, out: np.ndarray) -> np.ndarray:
     """A (m×k CSR/BSR) @ B (k×n, C-contiguous) into `out` (m×n, C-contiguous, the promoted dtype)."""
     m, k = A.shape
-    n = B.shape[1]
-    C = out
-    arrays = (A.indptr, A.indices, A.data, B, C)
     if A.format == "csr":
-        slots = [m, k, n, len(A.indices)]
+        slots = (m, k, B.shape[1], len(A.indices))
     else:
         b = A.blocksize
-        slots = [m // b, k // b, n, b, len(A.indices)]
-    runtime.get().call(_key(f"{A.format}_spmm", A.data, A.indices, B, C), slots + [_ptr(x) for x in arrays], arrays)
-    return C
+        slots = (m // b, k // b, B.shape[1], b, len(A.indices))
+    signature = (A.format, A.data.dtype, A.indices.dtype, B.dtype, out.dtype)
+    key = _SPMM_KEYS.get(signature)
+    if key is None:
+        key = _SPMM_KEYS[signature] = _key(f"{A.format}_spmm", A.data, A.indices, B, out)
+    runtime.get().call_arrays(key, slots, (A.indptr, A.indices, A.data, B, out))
+    return out
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
 
 
 def _structure(A):

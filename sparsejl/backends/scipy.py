@@ -1,7 +1,10 @@
 """SciPy's own sparse products: the reference every other backend is checked against."""
 
+from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
+
 NAME, DEVICE = "scipy", "cpu"
 VALIDATES_CONTENT = False  # SciPy's C++ trusts its indices: sparsejl checks them first
+WRITES_OUT = False  # returns a new array
 
 
 def availability():
