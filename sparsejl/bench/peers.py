@@ -27,6 +27,10 @@ class Contender:
     fmt = "csr"          # how A is stored for this contender: "csr", "bsr", "csc" or "dense"
     ops: Tuple[str, ...] = ("spmm", "spgemm")
     install = ""         # what makes it available, for the "missing" reason
+    #: how long its worker threads keep a core busy after a call: the sweep waits that long
+    #: before timing the next library. Measured here (CPU time of the process in 10 ms windows
+    #: after one call): Julia, PyTorch, MKL and GraphBLAS at most 10 ms; NumPy's OpenBLAS 110 ms.
+    spin_s = 0.03
 
     def _probe(self) -> None:
         """Import what the library needs; raise ImportError/RuntimeError when it cannot."""
@@ -82,6 +86,7 @@ def _blas_threads() -> Optional[int]:
 
 class Dense(Contender):
     name, library, fmt = "dense", "NumPy BLAS", "dense"
+    spin_s = 0.15
     #: a dense SpGEMM baseline beyond this many multiply-adds takes minutes and is not a target
     MAX_SPGEMM_FLOPS = 4e9
 

@@ -75,7 +75,8 @@ RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", 
 MIN_SAMPLE_S = 2e-3
 #: Memory is measured by one more call only where that call is cheaper than this.
 MEMORY_CALL_S = 0.5
-#: Pause before timing each backend, so that the previous library's threads have gone idle.
+#: Longest pause before timing a backend, so that the previous library's threads have gone
+#: idle; the pause is the previous library's ``spin_s`` up to this.
 SETTLE_S = 0.25
 
 
@@ -106,9 +107,9 @@ class Case:
 class _Timer:
     """One backend's prepared call: warm-up, then samples back to back.
 
-    Each backend is timed alone, after a pause of ``SETTLE_S``: the worker threads of the
-    library timed before it (OpenMP pools spin-wait for up to 200 ms after a call) are then
-    asleep and take no core from it. Interleaving the backends' samples instead made a 16×16
+    Each backend is timed alone, after a pause of the previous library's ``spin_s`` (at most
+    ``SETTLE_S``): the worker threads of the library timed before it (OpenBLAS spin-waits for
+    about 110 ms after a call) are then asleep and take no core from it. Interleaving the backends' samples instead made a 16×16
     product take milliseconds in PyTorch and MKL here, their pools spinning against each other.
     """
 
@@ -224,14 +225,14 @@ def _guarded(timer, step, *args) -> bool:
         return False
 
 
-def _baseline_again(case, recs, built, repeats, warmup, stop) -> None:
+def _baseline_again(case, recs, built, repeats, warmup, stop, settle_s) -> None:
     """Time ``"dense"`` a second time, after the case's other backends, and keep the faster of
     its two medians: one unlucky baseline (a burst of load from elsewhere) would otherwise
     inflate every speedup of the case. Both medians stay in ``baseline_medians_s``."""
     first = next((r for r in recs if r["backend"] == "dense" and r["status"] == "ok"), None)
     if first is None or len(recs) < 2 or stop():
         return
-    again = _one(case, peers.get("dense"), built, {}, repeats, warmup, None, stop)
+    again = _one(case, peers.get("dense"), built, {}, repeats, warmup, None, stop, settle_s)
     if again is None or again["status"] != "ok":
         return
     medians = [first["median_s"], again["median_s"]]
@@ -250,7 +251,7 @@ class _Latch:
         return self.stopped
 
 
-def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop) -> Optional[dict]:
+def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s) -> Optional[dict]:
     """Check, then time, one backend on one case; None when it needs operands not yet built."""
     if stop():
         return _record(case, c, "stopped", "stopped before this measurement")
@@ -268,7 +269,7 @@ def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop) -> Optiona
         if rec["status"] == "skipped" and rec["times_s"]:  # over max_call_s
             too_slow[(c.name, _group(case))] = (case.density, rec["times_s"][0])
         return rec
-    time.sleep(SETTLE_S)
+    time.sleep(settle_s)
     if not _guarded(timer, timer.warm, warmup):
         return rec
     for _ in range(repeats):
@@ -300,16 +301,20 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
     stop = _Latch(should_stop)
     too_slow = {}  # (backend, case but its density) -> (density, seconds) of a call over the cap
 
+    previous = peers.get("dense")  # whose threads may still spin: the caller's BLAS, say
     for case in cases:
         built, recs = None, []
         for c in contenders:
-            rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop)
+            settle_s = min(SETTLE_S, previous.spin_s)
+            rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s)
             if rec is None:  # operands needed: built once per case, on first need
                 A, B = matrices.operands(case)
                 built = (A, B) + matrices.reference(case.op, A, B, case.density)
-                rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop)
+                rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s)
             recs.append(rec)
-        _baseline_again(case, recs, built, repeats, warmup, stop)
+            previous = c
+        _baseline_again(case, recs, built, repeats, warmup, stop, min(SETTLE_S, previous.spin_s))
+        previous = peers.get("dense")
         base = next((r["median_s"] for r in recs if r["backend"] == "dense"
                      and r["status"] == "ok"), None)
         for rec in recs:
