@@ -7,8 +7,9 @@ on first use, never when sparsejl is imported.
 * CSR SpMM: cuSPARSE's generic SpMM (``cusparseSpMM``, CSR, row-major B and C, algorithm
   default) through CuPy's own cuSPARSE bindings, so float16/bfloat16 work too (CuPy's
   ``csr_matrix @ B`` takes float32/float64 only and copies B to column-major).
-* BSR SpMM, float16/bfloat16: the TMA + wgmma kernel for 64×64 blocks on Hopper, cuSPARSE
-  Blocked-ELL SpMM otherwise (see `spmm`); other dtypes: a CUDA-core kernel (_bsr_kernels.py).
+* BSR SpMM, float16/bfloat16: sparsejl's own kernels on A's BSR arrays (_bsr_kernels.py): TMA +
+  wgmma for 64×64 blocks on Hopper, mma.sync otherwise; cuSPARSE Blocked-ELL SpMM when asked (see
+  `spmm`); other dtypes: a CUDA-core kernel.
 * CSR SpGEMM: ``cupyx.scipy.sparse``'s product (cuSPARSE SpGEMM), float16/bfloat16 through float32.
 """
 
@@ -54,7 +55,7 @@ def _with_data(A, data):
 
 def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell=None):
     """A @ B on the GPU. `alg` picks cuSPARSE's SpMM algorithm (CSR); `config` the BSR kernel's
-    tiles (see _bsr_kernels.bsr_spmm) or "bell" for cuSPARSE's Blocked-ELL SpMM.
+    configuration (see _bsr_kernels.plan) or "bell" for cuSPARSE's Blocked-ELL SpMM.
 
     BSR, float16/bfloat16: blocksize 64 on compute capability 9.0 runs the TMA + wgmma kernel;
     other blocksizes run the mma.sync tensor-core kernel on A's BSR arrays as they are. cuSPARSE's
@@ -76,33 +77,42 @@ def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell
 def bell_spmm(shape, b, bell, B, out_dtype):
     """cuSPARSE Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) through CuPy's handle and bindings;
     the descriptor is made through ctypes in the same libcusparse (CuPy binds no Blocked-ELL)."""
-    import cupy
     from cupy_backends.cuda.libs import cusparse as cs
 
     colind, values, width = bell
     m, k = shape
+    mat_a = _create_blocked_ell(m, k, b, width * b, colind.data.ptr, values.data.ptr,
+                                _cuda.index_type(colind.dtype), _cuda.cuda_type(values.dtype))
+    try:
+        return _spmm_descr(mat_a, m, k, B, out_dtype, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
+    finally:
+        cs.destroySpMat(mat_a)
+
+
+def _spmm_descr(mat_a, m, k, B, out_dtype, compute_type, alg):
+    """cusparseSpMM of a ready sparse descriptor (m x k) with row-major B; returns a fresh C."""
+    import cupy
+    from cupy_backends.cuda.libs import cusparse as cs
+
     n = B.shape[1]
     C = cupy.empty((m, n), dtype=out_dtype)
-    ta = _cuda.cuda_type(values.dtype)
-    alpha, beta = np.ones(1, np.float32), np.zeros(1, np.float32)
+    scalar = np.float64 if compute_type == _cuda.CUDA_R_64F else np.float32
+    alpha, beta = np.ones(1, scalar), np.zeros(1, scalar)
     handle = cupy.cuda.device.get_cusparse_handle()
-    mat_a = _create_blocked_ell(m, k, b, width * b, colind.data.ptr, values.data.ptr,
-                                _cuda.index_type(colind.dtype), ta)
     mat_b = mat_c = 0
     try:
         mat_b = cs.createDnMat(k, n, n, B.data.ptr, _cuda.cuda_type(B.dtype), _ORDER_ROW)
         mat_c = cs.createDnMat(m, n, n, C.data.ptr, _cuda.cuda_type(out_dtype), _ORDER_ROW)
         size = cs.spMM_bufferSize(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data,
-                                  mat_c, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
+                                  mat_c, compute_type, alg)
         buf = cupy.empty(max(size, 1), dtype=np.int8)
-        cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, _cuda.CUDA_R_32F,
-                CUSPARSE_SPMM_BLOCKED_ELL_ALG1, buf.data.ptr)
+        cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, compute_type, alg,
+                buf.data.ptr)
     finally:
         if mat_c:
             cs.destroyDnMat(mat_c)
         if mat_b:
             cs.destroyDnMat(mat_b)
-        cs.destroySpMat(mat_a)
     return C
 
 
@@ -135,38 +145,19 @@ def csr_spmm(A, B, out_dtype, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):
 
     m, k = A.shape
     n = B.shape[1]
-    C = cupy.empty((m, n), dtype=out_dtype)
     nnz = len(A.indices)
-    if m == 0 or n == 0:
-        return C
-    if nnz == 0:  # cuSPARSE writes every row of C (beta = 0), empty ones too; no host sync here
-        C.fill(0)
-        return C
+    if m == 0 or n == 0 or nnz == 0:  # cuSPARSE writes every row of C (beta = 0); here nothing is stored
+        return cupy.zeros((m, n), dtype=out_dtype)
     (indptr, indices), idx = _cuda.common_index(A.indptr, A.indices)
     itype = _cuda.index_type(idx)
     ta, tb, tc = _cuda.cuda_type(A.data.dtype), _cuda.cuda_type(B.dtype), _cuda.cuda_type(out_dtype)
     ct = _cuda.CUDA_R_64F if _cuda.CUDA_R_64F in (ta, tb, tc) else _cuda.CUDA_R_32F
-    scalar = np.float64 if ct == _cuda.CUDA_R_64F else np.float32
-    alpha, beta = np.ones(1, scalar), np.zeros(1, scalar)
-    handle = cupy.cuda.device.get_cusparse_handle()
     mat_a = cs.createCsr(m, k, nnz, indptr.data.ptr, indices.data.ptr, A.data.data.ptr, itype, itype,
                          _BASE_ZERO, ta)
-    mat_b = mat_c = 0
     try:
-        mat_b = cs.createDnMat(k, n, n, B.data.ptr, tb, _ORDER_ROW)
-        mat_c = cs.createDnMat(m, n, n, C.data.ptr, tc, _ORDER_ROW)
-        size = cs.spMM_bufferSize(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data,
-                                  mat_c, ct, alg)
-        buf = cupy.empty(max(size, 1), dtype=np.int8)
-        cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, ct, alg,
-                buf.data.ptr)
+        return _spmm_descr(mat_a, m, k, B, out_dtype, ct, alg)
     finally:
-        if mat_c:
-            cs.destroyDnMat(mat_c)
-        if mat_b:
-            cs.destroyDnMat(mat_b)
         cs.destroySpMat(mat_a)
-    return C
 
 
 def spgemm(A, B):

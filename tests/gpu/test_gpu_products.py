@@ -124,6 +124,12 @@ def test_bsr_spmm(gpu, seed, backend, dtype, b, n):
     assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
 
 
+#: every TMA kernel configuration the benchmark times, and the previous defaults
+TMA_CONFIGS = [("tma", 2, 4, 1, 0), ("tma", 2, 4, 1, 1), ("tma", 2, 4, 1, 2), ("tma", 1, 3, 1, 2),
+               ("tma", 1, 2, 1, 2), ("tma", 1, 3, 1, 0), ("tma", 2, 3, 0, 0), ("tma", 2, 4, 0, 2), ("tma", 1, 4, 1, 0),
+               ("tma", 2, 4, 1, 2, 0, 1), ("tma", 1, 3, 1, 2, 0, 1), ("tma", 2, 4, 1, 0, 0, 1), ("tma", 2, 3, 0, 2, 0, 1)]
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("b", [16, 32, 64])
 def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
@@ -138,13 +144,101 @@ def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
     assert _bsr_kernels.mma_eligible(Ag, Bg, dt)
     configs = [None] + [c for c in [(128, 2, 2, 3), (256, 2, 4, 3), (64, 2, 2, 4), (128, 1, 4, 4)] if b // c[1] >= 16]
     if _bsr_kernels.wgmma_eligible(Ag, Bg, dt):
-        configs += [("wgmma", 1, 4), ("wgmma", 2, 3), ("wgmma", 1, 4, 0), ("tma", 1, 4), ("tma", 2, 3), ("tma", 2, 4),
-                    ("tma", 2, 4, 1), ("tma", 1, 4, 1), ("tma", 2, 4, 1, 1), ("tma", 1, 4, 1, 1)]
+        configs += TMA_CONFIGS
+    ref = f64(A).toarray() @ f64(B)
+    order = cupy.asarray(rng.permutation(A.shape[0] // b).astype(np.int32))
     for cfg in configs:
+        for out_dt in (dt, np.dtype(np.float32)):
+            out = cupy.full(A.shape[:1] + (n,), np.nan, dtype=np.float32).astype(out_dt)
+            _bsr_kernels.bsr_spmm(Ag, Bg, out_dt, config=cfg, out=out)
+            err = rel_err(host(cupy, out), ref)
+            assert err <= TOL[dtype], f"seed={seed} config={cfg} out={out_dt}: error {err:.2e}"
         out = cupy.full(A.shape[:1] + (n,), np.nan, dtype=np.float32).astype(dt)
+        _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out, row_order=order)
+        err = rel_err(host(cupy, out), ref)
+        assert err <= TOL[dtype], f"seed={seed} config={cfg} row_order: error {err:.2e}"
+
+
+@pytest.mark.parametrize("shape", ["long rows", "many tiles"])
+def test_tma_kernel_long_rows_and_many_tiles(gpu, seed, shape):
+    """Block rows of many blocks, CTAs of many tiles (and, for SCHED 1, many snake rounds)."""
+    cupy = gpu
+    from sparsejl.backends import _bsr_kernels, _cuda
+    dt = np.dtype(np.float16)
+    rng = np.random.default_rng(seed)
+    mb, kb, density, n = (3, 100, 0.7, 8 * int(rng.integers(1, 50))) if shape == "long rows" else (600, 2, 0.6, 2048)
+    A = random_bsr(rng, mb, kb, 64, density, dt)
+    B = random_dense(rng, A.shape[1], n, dt)
+    Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
+    if not _bsr_kernels.wgmma_eligible(Ag, Bg, dt):
+        pytest.skip("the TMA kernel needs compute capability 9.0")
+    ref = _cuda.todense(Ag).astype(np.float64) @ Bg.astype(np.float64)
+    for cfg in [None] + TMA_CONFIGS:
+        out = cupy.full((A.shape[0], n), np.nan, dtype=dt)
         _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out)
-        err = rel_err(host(cupy, out), f64(A).toarray() @ f64(B))
-        assert err <= TOL[dtype], f"seed={seed} config={cfg}: error {err:.2e}"
+        assert bool(cupy.isfinite(out).all()), f"seed={seed} config={cfg}: an element was not written"
+        err = float(cupy.linalg.norm(out.astype(np.float64) - ref) / cupy.linalg.norm(ref))
+        assert err <= TOL["float16"], f"seed={seed} config={cfg}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("b", [32, 64])
+def test_julia_cuda_runs_the_same_kernel_as_cupy(gpu, seed, dtype, b):
+    """julia-cuda launches the cupy backend's cubin: the two results agree bit for bit."""
+    cupy = gpu
+    cp_mod, jl_mod = _backend("cupy"), _backend("julia-cuda")
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(seed)
+    A = random_bsr(rng, int(rng.integers(3, 12)), int(rng.integers(2, 9)), b, 0.4, dt)
+    B = random_dense(rng, A.shape[1], 8 * int(rng.integers(1, 70)), dt)
+    Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
+    c1, c2 = cp_mod.spmm(Ag, Bg), jl_mod.spmm(Ag, Bg)
+    assert bool((c1.view(np.uint16) == c2.view(np.uint16)).all()), f"seed={seed}"
+    err = rel_err(host(cupy, c2), f64(A).toarray() @ f64(B))
+    assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
+
+
+def test_back_to_back_products_read_their_predecessors(gpu, seed):
+    """Each product reads the one before it (C becomes the next B), launched from Python and from
+    Julia on one stream: every launch is ordered after the one before it."""
+    cupy = gpu
+    from sparsejl.backends import _bsr_kernels, julia_cuda
+    dt = np.dtype(np.float16)
+    rng = np.random.default_rng(seed)
+    A = random_bsr(rng, 8, 8, 64, 0.5, dt)
+    Ag = to_gpu(cupy, A, dt)
+    B = random_dense(rng, A.shape[1], 512, dt)
+    if not _bsr_kernels.wgmma_eligible(Ag, cupy.asarray(B), dt):
+        pytest.skip("the TMA kernel needs compute capability 9.0")
+    scale = 1.0 / np.sqrt(float((A.toarray() != 0).sum(axis=1).max()))   # keeps the chain's values near 1
+    Ag = type(Ag)(Ag.data * dt.type(scale), Ag.indices, Ag.indptr, Ag.shape, 64)
+    Ah = sp.bsr_matrix((host(cupy, Ag.data).astype(np.float64), A.indices, A.indptr), shape=A.shape)
+    x, ref = cupy.asarray(B), f64(B)
+    for step in range(8):
+        if step % 2 == 0 or julia_cuda.availability() is not None:
+            x = _bsr_kernels.bsr_spmm(Ag, x, dt)
+        else:
+            x = julia_cuda.spmm(Ag, x)
+        ref = Ah @ _representable(ref, dt)
+    err = rel_err(host(cupy, x), ref)
+    assert err <= 1e-2, f"seed={seed}: error {err:.2e}"
+
+
+@pytest.mark.parametrize("b", [32, 64])
+def test_julia_cuda_cusparse_bsr_paths(gpu, seed, b):
+    """cuSPARSE's Blocked-ELL (converted in the call, or passed) and BSR SpMM stay selectable."""
+    cupy = gpu
+    mod = _backend("julia-cuda")
+    dt = np.dtype(np.float16)
+    rng = np.random.default_rng(seed)
+    A = random_bsr(rng, 6, 5, b, 0.4, dt)
+    B = random_dense(rng, A.shape[1], 8 * int(rng.integers(1, 40)), dt)
+    Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
+    ref = f64(A).toarray() @ f64(B)
+    for kw in ({"alg": mod.CUSPARSE_SPMM_BLOCKED_ELL_ALG1}, {"blocked_ell": mod.to_blocked_ell(Ag)},
+               {"alg": mod.CUSPARSE_SPMM_BSR_ALG1}):
+        err = rel_err(host(cupy, mod.spmm(Ag, Bg, **kw)), ref)
+        assert err <= TOL["float16"], f"seed={seed} {list(kw)}: error {err:.2e}"
 
 
 @pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
