@@ -98,6 +98,25 @@ function job_spgemm_release(args)
     spgemm_release!(slot(args, 3))
 end
 
+"cuda_kernel_load: device, image (cubin bytes), image_len, name_ptr, name_len, smem, out(int64[1]: kernel id)"
+function job_kernel_load(args)
+    st = use_device(slot(args, 1), C_NULL)
+    slot(args, 2) == 0 && throw(ArgumentError("no image"))
+    slot(args, 3) > 0 || throw(ArgumentError("image length must be > 0, got $(slot(args, 3))"))
+    name = unsafe_string(Ptr{UInt8}(pslot(args, 4)), slot(args, 5))
+    id = load_kernel!(st, pslot(args, 2), name, slot(args, 6))
+    unsafe_store!(Ptr{Int64}(pslot(args, 7)), id, 1)
+    return
+end
+
+"cuda_kernel_launch: device, stream, kernel id, grid x, y, z, block x, y, z, params, offsets(int64[nparams]), nparams"
+function job_kernel_launch(args)
+    st = use_device(slot(args, 1), pslot(args, 2))
+    launch_kernel!(st, pslot(args, 2), slot(args, 3), (Int(slot(args, 4)), Int(slot(args, 5)), Int(slot(args, 6))),
+                   (Int(slot(args, 7)), Int(slot(args, 8)), Int(slot(args, 9))), Ptr{UInt8}(pslot(args, 10)),
+                   Ptr{Int64}(pslot(args, 11)), slot(args, 12))
+end
+
 # -- resolution of keys to C function pointers
 
 const _entries = Dict{String,Any}()   # key => Base.CFunction (kept alive here)
@@ -122,6 +141,10 @@ function make_entry(kernel::AbstractString, types::Vector{String})
         tv = typecodes(types[1:1], VALUE_TYPES, "value")[1]
         ti = typecodes(types[2:2], INDEX_TYPES, "index")[1]
         return @cfunction($(a -> guarded(x -> job_spgemm_compute(x, tv, ti), a)), Int32, (Ptr{Int64},))
+    elseif kernel == "cuda_kernel_load" && nt == 0
+        return @cfunction($(a -> guarded(job_kernel_load, a)), Int32, (Ptr{Int64},))
+    elseif kernel == "cuda_kernel_launch" && nt == 0
+        return @cfunction($(a -> guarded(job_kernel_launch, a)), Int32, (Ptr{Int64},))
     elseif kernel == "cuda_csr_spgemm_copy" && nt == 0
         return @cfunction($(a -> guarded(job_spgemm_copy, a)), Int32, (Ptr{Int64},))
     elseif kernel == "cuda_csr_spgemm_release" && nt == 0

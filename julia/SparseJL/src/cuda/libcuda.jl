@@ -1,4 +1,4 @@
-# Thin layer over the CUDA driver API (libcuda.so.1): only what the cuSPARSE wrappers need.
+# Thin layer over the CUDA driver API (libcuda.so.1): what the cuSPARSE wrappers and kernel launches need.
 # Each function is one ccall through a pointer looked up on first use.
 
 const CUresult = Cint
@@ -46,6 +46,14 @@ cuStreamSynchronize(stream) = ccall(cu(:cuStreamSynchronize), CUresult, (CUstrea
 cuDeviceGetDefaultMemPool(pool, dev) = ccall(cu(:cuDeviceGetDefaultMemPool), CUresult, (Ref{Ptr{Cvoid}}, CUdevice), pool, dev)
 cuMemPoolSetAttribute(pool, attr, value) = ccall(cu(:cuMemPoolSetAttribute), CUresult, (Ptr{Cvoid}, Cint, Ref{UInt64}), pool, attr, value)
 const CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = Cint(4)
+cuModuleLoadData(mod, image) = ccall(cu(:cuModuleLoadData), CUresult, (Ref{Ptr{Cvoid}}, Ptr{Cvoid}), mod, image)
+cuModuleGetFunction(fn, mod, name) = ccall(cu(:cuModuleGetFunction), CUresult, (Ref{Ptr{Cvoid}}, Ptr{Cvoid}, Cstring), fn, mod, name)
+cuFuncSetAttribute(fn, attr, value) = ccall(cu(:cuFuncSetAttribute), CUresult, (Ptr{Cvoid}, Cint, Cint), fn, attr, value)
+const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = Cint(8)
+cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, smem, stream, params, extra) =
+    ccall(cu(:cuLaunchKernel), CUresult,
+          (Ptr{Cvoid}, Cuint, Cuint, Cuint, Cuint, Cuint, Cuint, Cuint, CUstream, Ptr{Ptr{Cvoid}}, Ptr{Ptr{Cvoid}}),
+          fn, gx, gy, gz, bx, by, bz, smem, stream, params, extra)
 cuDriverGetVersion(v) = ccall(cu(:cuDriverGetVersion), CUresult, (Ref{Cint},), v)
 cuGetErrorString(err, str) = ccall(cu(:cuGetErrorString), CUresult, (CUresult, Ref{Ptr{UInt8}}), err, str)
 
