@@ -19,11 +19,16 @@ Methods (one row each):
   cupy           sparsejl's "cupy" backend (BSR: TMA+wgmma kernel for 64x64 fp16/bf16 blocks on
                  Hopper, mma.sync kernel otherwise, both on A's BSR arrays; CSR: cuSPARSE)
   cupy[cfg]      the BSR kernel in another configuration: (BN, WARPS_M, WARPS_N, STAGES) of the
-                 mma.sync kernel, ("tma"|"wgmma", warpgroups, STAGES) of the Hopper kernels
+                 mma.sync kernel, ("tma", warpgroups, STAGES, WS, EPI) of the Hopper kernel
+  diag[cfg]      a diagnostic variant of the TMA kernel ("tma", ..., DIAG): 1 no MMAs, 2 no C
+                 stores, 3 an empty kernel of the same launch shape; timed without a check (its
+                 output is wrong on purpose), to place the time of one kernel's parts
   cupy[bell]     cuSPARSE Blocked-ELL SpMM through CuPy's handle, A converted in every call
   cupy[lpt]      the default kernel with the heaviest block rows scheduled first
-  julia-cuda     sparsejl's "julia-cuda" backend: Julia calling cuSPARSE (Blocked-ELL for fp16/bf16
-                 BSR, A converted in every call; BSR_ALG1 otherwise)
+  julia-cuda     sparsejl's "julia-cuda" backend: Julia launching the cupy backend's cubins
+                 (fp16/bf16 BSR; cuSPARSE BSR_ALG1 for float32), cuSPARSE for CSR
+  julia-cuda[bell] Julia calling cuSPARSE Blocked-ELL, A converted in every call (the default
+                 julia-cuda BSR path until 2026-11-21 08:00)
   *[prepared]    cupy / julia-cuda on a Blocked-ELL copy of A made once before timing, as a caller
                  that multiplies one weight many times would pass it (blocked_ell=)
   cupyx          CuPy's own csr_matrix @ B (float32 CSR only)
@@ -237,6 +242,16 @@ def _run_method(case: CaseResult, name: str, fn: Callable[[int], object], ref, t
     return MethodResult(name, True, err, med, p10, p90, host, case.flops / (med * 1e-3) / 1e12, note)
 
 
+def _time_only(case: CaseResult, name: str, fn, timer: Timer, note="") -> MethodResult:
+    """Time a diagnostic variant whose output is wrong on purpose (never a result)."""
+    try:
+        times = timer.gpu_ms(fn)
+    except Exception as exc:
+        return MethodResult(name, False, note=f"timing failed: {type(exc).__name__}: {exc}")
+    med, p10, p90 = _stats(times)
+    return MethodResult(name, True, None, med, p10, p90, None, None, "diagnostic, output not checked: " + note)
+
+
 # ------------------------------------------------------------------ method builders
 
 def _torch():
@@ -282,8 +297,13 @@ def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
     res.append(_run_method(case, "cupy", lambda i: cupy_backend.spmm(A, Bs[i % nB]), ref, timer, dt))
     if A.format == "bsr":
         for cfg in configs:
-            res.append(_run_method(case, f"cupy[{cfg if isinstance(cfg, str) else ','.join(map(str, cfg))}]",
-                                   lambda i, cfg=cfg: cupy_backend.spmm(A, Bs[i % nB], config=cfg), ref, timer, dt))
+            name = cfg if isinstance(cfg, str) else ",".join(map(str, cfg))
+            fn = lambda i, cfg=cfg: cupy_backend.spmm(A, Bs[i % nB], config=cfg)
+            if isinstance(cfg, tuple) and cfg[0] == "tma" and len(cfg) > 5 and cfg[5]:   # diagnostic
+                res.append(_time_only(case, f"diag[{name}]", fn, timer,
+                                      note={1: "no MMAs", 2: "no C stores", 3: "empty kernel, same launch"}.get(cfg[5], "")))
+            else:
+                res.append(_run_method(case, f"cupy[{name}]", fn, ref, timer, dt))
     if A.format == "bsr":
         counts = cupy.diff(A.indptr.astype(np.int64))
         order = cupy.argsort(-counts).astype(np.int32)  # heaviest block rows first
@@ -303,6 +323,10 @@ def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
             res.append(_run_method(case, "cupy[prepared]", lambda i: cupy_backend.spmm(A, Bs[i % nB], blocked_ell=bell),
                                    ref, timer, dt, note=note + ", made once, not timed"))
             note += ", made in every call"
+        if A.format == "bsr":
+            res.append(_run_method(case, "julia-cuda[bell]", lambda i: julia_cuda.spmm(A, Bs[i % nB], alg=13), ref,
+                                   timer, dt, note=note))
+            note = "the cupy backend's cubin, launched by Julia (cuLaunchKernel)"
         res.append(_run_method(case, "julia-cuda", lambda i: julia_cuda.spmm(A, Bs[i % nB]), ref, timer, dt, note=note))
         if A.format == "bsr":
             res.append(_run_method(case, "julia-cuda[bsr_alg1]", lambda i: julia_cuda.spmm(A, Bs[i % nB], alg=14),
@@ -326,9 +350,12 @@ def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
 # ------------------------------------------------------------------ cases
 
 def ceilings(timer: Timer) -> Dict[str, float]:
-    """Measured copy bandwidth (bytes read + written) and cuBLAS fp16/bf16 rates on random data."""
+    """Measured: an empty kernel's device time per call back to back (launch_us, 132 x 288 threads),
+    copy bandwidth (bytes read + written), L2 read bandwidth, cuBLAS fp16/bf16 rates on random data."""
     import cupy
     out = {}
+    empty = cupy.RawKernel(_EMPTY_SRC, "empty_kernel")
+    out["launch_us"] = statistics.median(timer.gpu_ms(lambda i: empty((132,), (288,), (0,)))) * 1e3
     x = cupy.empty(1 << 30, dtype=np.uint8)
     x[:] = 1
     y = cupy.empty_like(x)
@@ -491,22 +518,30 @@ def _median(case: CaseResult, method: str) -> Optional[float]:
     return next((r.median_ms for r in case.methods if r.method == method and r.ok), None)
 
 
-def targets_table(cases: List[CaseResult]) -> List[str]:
+def targets_table(cases: List[CaseResult], ceil: Optional[Dict[str, float]] = None) -> List[str]:
     """The issue's targets for block-sparse fp16 SpMM: ≥3× cuBLAS at density 0.1, ≥1.5× at 0.25,
-    ≥2× PyTorch's BSR product; the default "cupy" backend against each, device time."""
+    ≥2× PyTorch's BSR product; the default "cupy" backend against each, device time. `floor`: an
+    empty kernel's time per call (launch_us, this method's least per call) plus the larger of the
+    memory and compute floors; `v9`: the default kernel before 2026-11-21 08:00, side by side."""
+    launch = (ceil or {}).get("launch_us")
     out = ["## Targets (block-sparse float16, device time)", "",
-           "| case | cuBLAS ms | PyTorch BSR ms | cupy ms | julia-cuda ms | cupy × cuBLAS (target) | cupy × PyTorch (target 2) |",
-           "|---|---|---|---|---|---|---|"]
+           "| case | floor ms | cuBLAS ms | PyTorch BSR ms | v9 ms | cupy ms | julia-cuda ms | cupy × cuBLAS (target) "
+           "| cupy × PyTorch (target 2) |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         if c.op != "spmm" or c.fmt != "bsr" or c.dtype != "float16":
             continue
-        dense, torch_, ours, jl = (_median(c, m) for m in ("cupy-dense", "torch-bsr", "cupy", "julia-cuda"))
+        dense, torch_, v9, ours, jl = (_median(c, m) for m in ("cupy-dense", "torch-bsr", "cupy[tma,2,4,1,0]", "cupy",
+                                                                "julia-cuda"))
+        floor = None
+        if launch is not None and c.floor_memory_ms is not None:
+            floor = launch * 1e-3 + max(c.floor_memory_ms, c.floor_compute_ms or 0.0)
         want = 3.0 if c.density < 0.175 else 1.5  # the stored density of a 0.10 / 0.25 draw
         vs_dense = dense / ours if dense and ours else None
         vs_torch = torch_ / ours if torch_ and ours else None
         mark = lambda x, t: "—" if x is None else f"{x:.2f}" + (" ✓" if x >= t else " ✗")
-        out.append(f"| {c.label} | {_fmt(dense, '.4f')} | {_fmt(torch_, '.4f')} | {_fmt(ours, '.4f')} | {_fmt(jl, '.4f')} "
-                   f"| {mark(vs_dense, want)} ({want:g}) | {mark(vs_torch, 2.0)} |")
+        out.append(f"| {c.label} | {_fmt(floor, '.4f')} | {_fmt(dense, '.4f')} | {_fmt(torch_, '.4f')} | {_fmt(v9, '.4f')} "
+                   f"| {_fmt(ours, '.4f')} | {_fmt(jl, '.4f')} | {mark(vs_dense, want)} ({want:g}) | {mark(vs_torch, 2.0)} |")
     out.append("")
     return out
 
@@ -522,7 +557,7 @@ def report(env, ceil, cases: List[CaseResult]) -> str:
              "`host µs`: Python-side cost per call with an idle queue. `× dense`: cupy-dense median / this "
              "median. Floors: sparse FLOPs at the measured cuBLAS rate; minimum bytes at the measured copy "
              "bandwidth.", ""]
-    lines += targets_table(cases)
+    lines += targets_table(cases, ceil)
     for c in cases:
         dense = next((r.median_ms for r in c.methods if r.method == "cupy-dense" and r.ok), None)
         lines.append(f"## {c.op} {c.label}: {c.fmt.upper()} {c.m}×{c.k} · {c.k}×{c.n}, density {c.density}, "
@@ -544,14 +579,120 @@ def report(env, ceil, cases: List[CaseResult]) -> str:
 
 # ------------------------------------------------------------------ main
 
+_EMPTY_SRC = r"""
+extern "C" __global__ void empty_kernel(int* p) { extern __shared__ int s[]; if (p && threadIdx.x == 1023) p[0] = s[0]; }
+"""
+
+
+def launch_floor(timer: "Timer"):
+    """Device time per call of an empty kernel, back to back, by launch shape: the part of every
+    kernel's time that no kernel design removes."""
+    import cupy
+    from cupy_backends.cuda.api import driver
+    kern = cupy.RawKernel(_EMPTY_SRC, "empty_kernel")
+    kern.compile()
+    driver.funcSetAttribute(kern.kernel.ptr, 8, 200 * 1024)
+    for grid, threads, smem in [(1, 32, 0), (132, 32, 0), (132, 288, 0), (132, 288, 100 << 10), (132, 288, 200 << 10),
+                                (264, 160, 90 << 10), (528, 288, 0)]:
+        t = statistics.median(timer.gpu_ms(lambda i: kern((grid,), (threads,), (0,), shared_mem=smem)))
+        print(f"empty kernel grid {grid:4d} threads {threads:4d} smem {smem >> 10:4d} KiB: {t * 1e3:.2f} us per call", flush=True)
+
+
+def trace(specs, configs, clock_mhz=1980.0):
+    """Where the TMA kernel's time goes: each TMA configuration of `configs` rebuilt with DIAG 7
+    (consumer thread 0 of every CTA stamps clock64 at set-up, per tile at its first wait, first
+    data, MMAs done and C handed off, and at exit). Prints per-CTA means and maxima in µs."""
+    import cupy
+    from .. import shapes
+    from ..backends import _bsr_kernels
+    cfgs = [tuple(x if x == "tma" else int(x) for x in c.split(",")) for c in configs.split(";") if c.startswith("tma")]
+    for spec in specs:
+        model, layer, density = spec.split(":")
+        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        A = make_bsr(m, k, 64, float(density), "float16", 7)
+        Bs = [make_dense(k, n, "float16", 8 + i) for i in range(3)]
+        counts = cupy.asnumpy(cupy.diff(A.indptr.astype(np.int64)))
+        mb = m // 64
+        for cfg in cfgs:
+            cfg = cfg[:5] + (7,) + cfg[6:] if len(cfg) > 5 else cfg + (7,)
+            buf = cupy.zeros(132 * 4 * 64, dtype=np.uint64)
+            for i in range(4):   # the last call is the traced one (the others warm L2 and the caches)
+                buf.fill(0)
+                _bsr_kernels.bsr_spmm(A, Bs[i % 3], np.dtype(np.float16), config=cfg, trace=buf)
+            cupy.cuda.Device().synchronize()
+            t = cupy.asnumpy(buf).reshape(-1, 64).astype(np.int64)
+            t = t[t[:, 1] != 0]
+            us = lambda c: c / clock_mhz
+            g0 = t[:, 0].min()
+            start_ns, end_ns = t[:, 0] - g0, t[:, 3] - g0
+            wg = cfg[1]
+            ntiles = (n + 128 * wg - 1) // (128 * wg)
+            rows = []
+            G = len(t)
+            sched = cfg[6] if len(cfg) > 6 else 0
+            order = cupy.asnumpy(_bsr_kernels.heavy_rows_first(A.indptr, mb)) if sched else None
+            for c, r in enumerate(t):
+                nt = int(r[5])
+                if sched:
+                    tiles = [j * G + (G - 1 - c if j & 1 else c) for j in range(nt)]
+                    nblk = sum(int(counts[order[tt // ntiles]]) for tt in tiles)
+                else:
+                    nblk = sum(int(counts[(c + j * G) % mb]) for j in range(nt))
+                first_wait = us(r[7] - r[6]) if nt and r[7] else 0.0
+                tile_mma = sum(us(r[8 + 4 * j] - (r[7 + 4 * j] or r[6 + 4 * j])) for j in range(min(nt, 14)))
+                tile_wait = sum(us((r[7 + 4 * j] or r[6 + 4 * j]) - r[6 + 4 * j]) for j in range(min(nt, 14)))
+                tile_epi = sum(us(r[9 + 4 * j] - r[8 + 4 * j]) for j in range(min(nt, 14)))
+                rows.append((us(r[2] - r[1]), first_wait, tile_wait, tile_mma, tile_epi, us(r[4] - r[9 + 4 * min(nt, 14) - 4])
+                             if nt else 0.0, us(r[4] - r[1]), nt, nblk))
+            a = np.array(rows)
+            names = ["set-up", "first data", "waits at tile start (all)", "MMA loop (all)", "epilogue (all)",
+                     "after last tile", "CTA total", "tiles", "blocks"]
+            print(f"trace {spec} config {cfg}: {len(t)} CTAs, {mb * ntiles} tiles; start spread "
+                  f"{start_ns.max() / 1e3:.2f} us, end {end_ns.min() / 1e3:.2f}..{end_ns.max() / 1e3:.2f} us after the first start")
+            for i, nm in enumerate(names):
+                print(f"   {nm:28s} mean {a[:, i].mean():7.2f}  max {a[:, i].max():7.2f}  min {a[:, i].min():7.2f}")
+            late = int(np.argmax(end_ns))
+            print("   latest CTA:", ", ".join(f"{nm} {a[late, i]:.2f}" for i, nm in enumerate(names)),
+                  f"start {start_ns[late] / 1e3:.2f} us", flush=True)
+
+
+def profile(specs, configs, calls=3):
+    """Run the default BSR kernel and each TMA configuration of `configs` `calls` times per case
+    (for a profiler such as ncu to pick up; nothing is timed here)."""
+    import cupy
+    from .. import shapes
+    from ..backends import cupy_backend
+    cfgs = [None] + [tuple(x if x == "tma" else int(x) for x in c.split(",")) for c in configs.split(";")
+                     if c.startswith("tma")]
+    for spec in specs:
+        model, layer, density = spec.split(":")
+        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        A = make_bsr(m, k, 64, float(density), "float16", 7)
+        B = make_dense(k, n, "float16", 8)
+        for cfg in cfgs:
+            for _ in range(calls):
+                cupy_backend.spmm(A, B, config=cfg)
+            cupy.cuda.Device().synchronize()
+            print("profiled", spec, cfg, flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".")
     ap.add_argument("--quick", action="store_true", help="a few small cases only")
     ap.add_argument("--only", nargs="*", default=None, help="run cases whose label contains one of these")
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--configs", default="tma,2,4,1,1;tma,2,3,1,1;tma,2,4;tma,1,4,1;wgmma,1,4;128,2,2,4;bell",
-                    help="extra BSR kernel tile configurations (BN,WARPS_M,WARPS_N,STAGES) for blocksize 64")
+    ap.add_argument("--configs", default="tma,2,4,1,0;tma,2,4,1,1;tma,2,4,1,2;tma,1,3,1,2;tma,2,4,1,2,0,1;"
+                                         "tma,1,3,1,2,0,1;128,2,2,4;bell",
+                    help="extra BSR kernel configurations for blocksize 64: (BN,WARPS_M,WARPS_N,STAGES) of the "
+                         "mma.sync kernel, tma,WG,STAGES,WS,EPI[,DIAG] of the TMA kernel")
+    ap.add_argument("--diag", action="store_true", help="also time the TMA kernel's diagnostic variants")
+    ap.add_argument("--launch-floor", action="store_true",
+                    help="only time empty kernels of several launch shapes (grid, threads, shared memory)")
+    ap.add_argument("--trace", metavar="MODEL:LAYER:DENSITY", action="append",
+                    help="only print where the TMA kernel's time goes on this case (in-kernel timestamps, DIAG 7)")
+    ap.add_argument("--profile", metavar="MODEL:LAYER:DENSITY", action="append",
+                    help="only run the default BSR 64 kernel and --configs a few times on this case (for ncu)")
     ap.add_argument("--configs32", default="128,1,4,4;256,1,8,4;128,2,2,4")
     ap.add_argument("--report-from", metavar="JSON", help="only rewrite the Markdown report of a saved run")
     args = ap.parse_args(argv)
@@ -569,6 +710,12 @@ def main(argv=None):
         return cases
     from .. import shapes
     from ..backends import _cuda
+    if args.profile:
+        return profile(args.profile, args.configs)
+    if args.trace:
+        return trace(args.trace, args.configs)
+    if args.launch_floor:
+        return launch_floor(Timer(reps=args.reps))
     reason = _cuda.gpu_reason()
     if reason is not None:
         sys.exit(f"sparsejl.bench.gpu needs CuPy and a CUDA GPU: {reason}")
@@ -578,9 +725,12 @@ def main(argv=None):
     ceil = ceilings(timer)
     print(json.dumps(ceil), flush=True)
     def parse(spec):
-        return [c if c == "bell" else tuple(x if x in ("wgmma", "tma") else int(x) for x in c.split(","))
+        return [c if c == "bell" else tuple(x if x == "tma" else int(x) for x in c.split(","))
                 for c in spec.split(";") if c]
     cfg64, cfg32 = parse(args.configs), parse(args.configs32)
+    if args.diag:   # the diagnostic variants of the EPI 2 configurations
+        cfg64 += [c[:5] + (d,) + c[6:] for c in cfg64 if isinstance(c, tuple) and c[0] == "tma" and c[4] == 2
+                  and c[1:3] in ((2, 4), (1, 3)) and (len(c) > 6 and c[6] == 1) for d in (1, 2, 3)]
 
     plan = []  # (label, thunk)
     layers = TARGET_LAYERS if not args.quick else [("bert-large", "ffn.down")]
