@@ -13,8 +13,10 @@ Compile-time options (see _bsr_kernels.TmaConfig):
   DIAG     diagnostics, output wrong on purpose: 1 no MMAs, 2 no C stores, 3 return at entry;
            7 the real work, with clock64 timestamps of consumer thread 0 written to the trace
            argument (64 u64 per CTA: 0 globaltimer at entry, 1 clock at entry, 2 after set-up,
-           3 globaltimer at exit, 4 clock at exit, 5 tiles; tile i < 14: 6+4i before its first
-           wait, 7+4i data arrived, 8+4i MMAs done, 9+4i C handed off)
+           3 globaltimer at exit, 4 clock at exit, 5 tiles; tile i < 12: 6+4i before its first
+           wait, 7+4i data arrived, 8+4i MMAs done, 9+4i C handed off; EPI 2: 58-63 the
+           epilogue's parts summed over tiles: staging tile free, barrier, shared stores, proxy
+           fence, barrier, store issue)
 """
 
 _REGS = ", ".join(f"%{i}" for i in range(64))
@@ -47,6 +49,7 @@ struct __align__(64) TensorMap { u64 bits[16]; };
 #ifndef SCHED
 #define SCHED 0
 #endif
+#define TRACED 12     // DIAG 7: tiles stamped per CTA
 #define NCONSUMERS (WG * 128)
 #define NTHREADS (NCONSUMERS + (WS ? 32 : 0))
 #if OUT_KIND == 1
@@ -254,11 +257,14 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
     const u32 ep = sbase + STAGES * STAGE_BYTES + wg * EP_BYTES;   // this warpgroup's staging tile
     STAMP(2);
     int tcount = 0;
+#if DIAG == 7
+    unsigned long long esum[6] = {0, 0, 0, 0, 0, 0};   // EPI 2: the epilogue's parts, summed over tiles
+#endif
     for (; g_next >= 0; ++tcount) {
         const int g = g_next;
         const int row = row_of(g);
         const int nblk = (int)(nx_hi - nx_lo);
-        if (tcount < 14) STAMP(6 + 4 * tcount);
+        if (tcount < TRACED) STAMP(6 + 4 * tcount);
         const long long n0 = n0_of(g);
         g_next = tile_at(tcount + 1);
         if (g_next >= 0) { const int r1 = row_of(g_next); nx_lo = indptr[r1]; nx_hi = indptr[r1 + 1]; }
@@ -267,7 +273,7 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
         for (int it = 0; it < nblk; ++it, ++step) {
             const int slot = step % STAGES;
             mbar_wait((u32)__cvta_generic_to_shared(&full[slot]), (step / STAGES) & 1);
-            if (it == 0 && tcount < 14) STAMP(7 + 4 * tcount);
+            if (it == 0 && tcount < TRACED) STAMP(7 + 4 * tcount);
 #if DIAG != 1
             const u32 as = sbase + slot * STAGE_BYTES;
             const u32 bs = as + A_BYTES + wg * (BS * WN * 2);
@@ -290,7 +296,7 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
 #endif
         }
         wgmma_wait<0>();
-        if (tcount < 14) STAMP(8 + 4 * tcount);
+        if (tcount < TRACED) STAMP(8 + 4 * tcount);
 #if DIAG == 2
         if (acc[0] == 1234.5f) ((float*)C)[0] = acc[1];   // keeps the MMAs; no C traffic
         continue;
@@ -300,8 +306,17 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
         // in the copy engine's 128-byte-swizzled layout (conflict-free: the 8 rows a warp writes at
         // once land in 8 different 16-byte chunks), one thread hands both 64x64 boxes to the copy
         // engine, and the warpgroup goes on to the next tile while C is written.
+#if DIAG == 7
+        unsigned long long e0_ = 0, e1_;
+        if (tid == 0) asm volatile("mov.u64 %0, %%clock64;" : "=l"(e0_));
+#define EPSTAMP(k) do { if (tid == 0) { asm volatile("mov.u64 %0, %%clock64;" : "=l"(e1_)); esum[k] += e1_ - e0_; e0_ = e1_; } } while (0)
+#else
+#define EPSTAMP(k)
+#endif
         if ((tid & 127) == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+        EPSTAMP(0);
         warpgroup_bar(wg);
+        EPSTAMP(1);
         {
             const u32 rr = warp * 16 + (lane >> 2);
             #pragma unroll
@@ -311,8 +326,11 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
                 asm volatile("st.shared.b32 [%0], %1;\n" :: "r"(at + 8 * 128), "r"(pack2(acc[j * 4 + 2], acc[j * 4 + 3])));
             }
         }
+        EPSTAMP(2);
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        EPSTAMP(3);
         warpgroup_bar(wg);
+        EPSTAMP(4);
         if ((tid & 127) == 0) {
             #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -321,6 +339,7 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
             }
             asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
         }
+        EPSTAMP(5);
 #else
         // epilogue: the warpgroup's 64x128 tile goes through shared memory so that C is written
         // in whole 16-byte pieces (the accumulator layout would write 4-byte pieces, 8 rows apart)
@@ -382,7 +401,7 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
         }
 #endif
 #endif
-        if (tcount < 14) STAMP(9 + 4 * tcount);
+        if (tcount < TRACED) STAMP(9 + 4 * tcount);
     }
 #if EPI == 1
     if ((tid & 127) < 64) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
@@ -394,7 +413,10 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
     STAMP(4);
     GSTAMP(3);
 #if DIAG == 7
-    if (threadIdx.x == 0) trace[5] = tcount;
+    if (threadIdx.x == 0) {
+        trace[5] = tcount;
+        for (int k = 0; k < 6; ++k) trace[58 + k] = esum[k];
+    }
 #endif
 }
 '''

@@ -66,6 +66,14 @@ extern "C" __global__ void spin(long long ns) {
 """
 
 
+_WRITE_SRC = r"""
+extern "C" __global__ void write4(float4* __restrict__ y, long long n4, float v) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (long long)gridDim.x * blockDim.x)
+        y[i] = make_float4(v, v, v, v);
+}
+"""
+
+
 _L2_READ_SRC = r"""
 extern "C" __global__ void l2read(const float4* __restrict__ x, long long n4, int passes, float* out) {
     float acc = 0.f;
@@ -351,7 +359,8 @@ def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
 
 def ceilings(timer: Timer) -> Dict[str, float]:
     """Measured: an empty kernel's device time per call back to back (launch_us, 132 x 288 threads),
-    copy bandwidth (bytes read + written), L2 read bandwidth, cuBLAS fp16/bf16 rates on random data."""
+    copy bandwidth (bytes read + written), write-only and read-only HBM bandwidth, L2 read bandwidth,
+    cuBLAS fp16/bf16 rates on random data."""
     import cupy
     out = {}
     empty = cupy.RawKernel(_EMPTY_SRC, "empty_kernel")
@@ -361,6 +370,11 @@ def ceilings(timer: Timer) -> Dict[str, float]:
     y = cupy.empty_like(x)
     t = statistics.median(timer.gpu_ms(lambda i: cupy.copyto(y, x)))
     out["copy_GBps"] = 2 * x.nbytes / (t * 1e-3) / 1e9
+    write = cupy.RawKernel(_WRITE_SRC, "write4")
+    y4 = y.view(np.float32)
+    wgrid = cupy.cuda.Device().attributes["MultiProcessorCount"] * 8
+    t = statistics.median(timer.gpu_ms(lambda i: write((wgrid,), (256,), (y4, np.int64(y4.size // 4), np.float32(i)))))
+    out["write_GBps"] = x.nbytes / (t * 1e-3) / 1e9     # HBM written only, 16-byte stores
     # L2: 64 passes over a 16 MiB buffer that stays resident, read by every SM (bytes read)
     read = cupy.RawKernel(_L2_READ_SRC, "l2read")
     xs = x[: 16 << 20].view(np.float32)
@@ -368,6 +382,9 @@ def ceilings(timer: Timer) -> Dict[str, float]:
     grid = cupy.cuda.Device().attributes["MultiProcessorCount"] * 8
     t = statistics.median(timer.gpu_ms(lambda i: read((grid,), (256,), (xs, np.int64(xs.size // 4), np.int32(64), sink))))
     out["l2_read_GBps"] = 64 * xs.nbytes / (t * 1e-3) / 1e9
+    xf = x.view(np.float32)     # HBM read only: one pass over 1 GiB
+    t = statistics.median(timer.gpu_ms(lambda i: read((grid,), (256,), (xf, np.int64(xf.size // 4), np.int32(1), sink))))
+    out["read_GBps"] = x.nbytes / (t * 1e-3) / 1e9
     for dt in ("float16", "bfloat16"):
         try:
             a = make_dense(8192, 8192, dt, 1)
@@ -633,16 +650,17 @@ def trace(specs, configs, clock_mhz=1980.0):
             order = cupy.asnumpy(_bsr_kernels.heavy_rows_first(A.indptr, mb)) if sched else None
             for c, r in enumerate(t):
                 nt = int(r[5])
+                qs = list(range(nt))
                 if sched:
-                    tiles = [j * G + (G - 1 - c if j & 1 else c) for j in range(nt)]
+                    tiles = [q * G + (G - 1 - c if q & 1 else c) for q in qs]
                     nblk = sum(int(counts[order[tt // ntiles]]) for tt in tiles)
                 else:
-                    nblk = sum(int(counts[(c + j * G) % mb]) for j in range(nt))
+                    nblk = sum(int(counts[(c + q * G) % mb]) for q in qs)
                 first_wait = us(r[7] - r[6]) if nt and r[7] else 0.0
-                tile_mma = sum(us(r[8 + 4 * j] - (r[7 + 4 * j] or r[6 + 4 * j])) for j in range(min(nt, 14)))
-                tile_wait = sum(us((r[7 + 4 * j] or r[6 + 4 * j]) - r[6 + 4 * j]) for j in range(min(nt, 14)))
-                tile_epi = sum(us(r[9 + 4 * j] - r[8 + 4 * j]) for j in range(min(nt, 14)))
-                rows.append((us(r[2] - r[1]), first_wait, tile_wait, tile_mma, tile_epi, us(r[4] - r[9 + 4 * min(nt, 14) - 4])
+                tile_mma = sum(us(r[8 + 4 * j] - (r[7 + 4 * j] or r[6 + 4 * j])) for j in range(min(nt, 12)))
+                tile_wait = sum(us((r[7 + 4 * j] or r[6 + 4 * j]) - r[6 + 4 * j]) for j in range(min(nt, 12)))
+                tile_epi = sum(us(r[9 + 4 * j] - r[8 + 4 * j]) for j in range(min(nt, 12)))
+                rows.append((us(r[2] - r[1]), first_wait, tile_wait, tile_mma, tile_epi, us(r[4] - r[9 + 4 * min(nt, 12) - 4])
                              if nt else 0.0, us(r[4] - r[1]), nt, nblk))
             a = np.array(rows)
             names = ["set-up", "first data", "waits at tile start (all)", "MMA loop (all)", "epilogue (all)",
@@ -651,6 +669,10 @@ def trace(specs, configs, clock_mhz=1980.0):
                   f"{start_ns.max() / 1e3:.2f} us, end {end_ns.min() / 1e3:.2f}..{end_ns.max() / 1e3:.2f} us after the first start")
             for i, nm in enumerate(names):
                 print(f"   {nm:28s} mean {a[:, i].mean():7.2f}  max {a[:, i].max():7.2f}  min {a[:, i].min():7.2f}")
+            if cfg[4] == 2:
+                parts = ["staging tile free", "barrier 1", "shared stores", "proxy fence", "barrier 2", "store issue"]
+                print("   epilogue parts (mean per CTA, us): " + ", ".join(
+                    f"{nm} {us(t[:, 58 + i]).mean():.2f}" for i, nm in enumerate(parts)))
             late = int(np.argmax(end_ns))
             print("   latest CTA:", ", ".join(f"{nm} {a[late, i]:.2f}" for i, nm in enumerate(names)),
                   f"start {start_ns[late] / 1e3:.2f} us", flush=True)
@@ -687,6 +709,7 @@ def main(argv=None):
                     help="extra BSR kernel configurations for blocksize 64: (BN,WARPS_M,WARPS_N,STAGES) of the "
                          "mma.sync kernel, tma,WG,STAGES,WS,EPI[,DIAG] of the TMA kernel")
     ap.add_argument("--diag", action="store_true", help="also time the TMA kernel's diagnostic variants")
+    ap.add_argument("--ceilings", action="store_true", help="only measure and print the ceilings")
     ap.add_argument("--launch-floor", action="store_true",
                     help="only time empty kernels of several launch shapes (grid, threads, shared memory)")
     ap.add_argument("--trace", metavar="MODEL:LAYER:DENSITY", action="append",
@@ -716,6 +739,9 @@ def main(argv=None):
         return trace(args.trace, args.configs)
     if args.launch_floor:
         return launch_floor(Timer(reps=args.reps))
+    if args.ceilings:
+        print(json.dumps(ceilings(Timer(reps=args.reps))), flush=True)
+        return None
     reason = _cuda.gpu_reason()
     if reason is not None:
         sys.exit(f"sparsejl.bench.gpu needs CuPy and a CUDA GPU: {reason}")
