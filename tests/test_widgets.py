@@ -188,7 +188,8 @@ def _gpu_report():
                            d, 64, "float16", int(d * 1024 * 4096), 1.0, 1.0)
         c.methods = [gpu.MethodResult("cupy-dense", True, 1e-4, dense_ms),
                      gpu.MethodResult("cupy", True, 1e-4, ours_ms),
-                     gpu.MethodResult("julia-cuda", False, note="failed: RuntimeError: no GPU")]
+                     gpu.MethodResult("julia-cuda", False, note="failed: RuntimeError: no GPU"),
+                     gpu.MethodResult("diag[tma,2,4,1,2,3,1]", True, None, 0.01, note="diagnostic, output not checked")]
         cases.append(asdict(c))
     return {"environment": {"gpu": "NVIDIA H100 80GB HBM3"}, "ceilings": {}, "cases": cases}
 
@@ -199,6 +200,7 @@ def test_load_gpu_benchmark_report():
     cupy = sorted((r["density"], r["speedup_vs_dense"]) for r in ex.records if r["backend"] == "cupy")
     assert cupy == [(0.05, 8.0), (0.1, 4.0), (0.25, 2.0), (0.5, 0.5)]
     assert {r["status"] for r in ex.records if r["backend"] == "julia-cuda"} == {"error"}
+    assert not [r for r in ex.records if r["backend"].startswith("diag[")]  # unchecked timings stay out
     assert all(r["model"] == "bert-large" and r["layer"] == "ffn.down" for r in ex.records)
     # 2x at 0.25, 0.5x at 0.5: the plot's interpolation puts break-even at 0.375
     assert break_even(ex.records, "cupy") == pytest.approx(0.375)

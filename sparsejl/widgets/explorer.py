@@ -156,6 +156,8 @@ def _from_gpu_report(data: dict) -> List[dict]:
         dense = next((x.get("median_ms") for x in c.get("methods", [])
                       if x.get("method") == "cupy-dense" and x.get("ok")), None)
         for x in c.get("methods", []):
+            if str(x.get("method", "")).startswith("diag["):
+                continue  # a diagnostic variant (parts of the kernel left out): timed, never checked
             med = x.get("median_ms") if x.get("ok") else None
             out.append({
                 "model": model, "layer": layer, "m": c.get("m"), "k": c.get("k"), "n": c.get("n"),
