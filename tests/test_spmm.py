@@ -48,6 +48,21 @@ def test_bsr_block_sizes(backend, b, dtype, rng):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("b", [4, 8, 16, 32, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_bsr_times_one_column(backend, b, dtype, shuffle, rng):
+    """n = 1 has its own kernels (SIMD where b is a multiple of a vector); big enough to thread,
+    with empty block rows, as a vector and as a k×1 matrix."""
+    A = random_bsr(rng, 40, 30, b, 0.2, dtype=dtype, shuffle=shuffle)
+    x = rng.standard_normal(30 * b).astype(dtype)
+    got = sparsejl.spmm(A, x, backend=backend)
+    assert got.shape == (40 * b,) and got.dtype == dtype
+    assert_product_close(got[:, None], A, x[:, None], dtype)
+    assert_product_close(sparsejl.spmm(A, x[:, None], backend=backend), A, x[:, None], dtype)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("fmt", ["csr", "bsr"])
 def test_vector_b(backend, fmt, rng):
     A = random_csr(rng, 40, 24, 0.3) if fmt == "csr" else random_bsr(rng, 10, 6, 4, 0.3)

@@ -15,6 +15,7 @@ lanes(::Type{T}) where {T} = 64 ÷ sizeof(T)
 @inline vstore!(p::Ptr{T}, v::Vec{W,T}) where {W,T} = (unsafe_store!(Ptr{Vec{W,T}}(p), v); nothing)
 @inline vbroadcast(::Val{W}, x::T) where {W,T} = ntuple(_ -> VecElement(x), Val(W))
 @inline vzero(::Val{W}, ::Type{T}) where {W,T} = vbroadcast(Val(W), zero(T))
+@inline vsum(v::Vec{W,T}) where {W,T} = sum(x -> x.value, v)
 
 "`a*b + c` lane by lane, contracted to fused multiply-adds."
 @generated function vmuladd(a::Vec{W,T}, b::Vec{W,T}, c::Vec{W,T}) where {W,T<:SIMDFloat}

@@ -213,9 +213,44 @@ function bsr_spmm_aligned!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
 end
 
 # n = 1: each output entry is a sum of dot products of a stored block column (contiguous, as
-# blocks are stored transposed) with a stretch of x.
-function bsr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
-                        lo::Int, hi::Int) where {Tc}
+# blocks are stored transposed) with a stretch of x. The SIMD kernel keeps four rows' partial
+# sums in vector registers across every block of the block row and reduces them once at its end.
+function bsr_spmv_rows!(Ct::Matrix{T}, A::BSRMatrix{T}, Bt::Matrix{T}, lo::Int, hi::Int) where {T<:SIMDFloat}
+    b, W, s = blocksize(A), lanes(T), sizeof(T)
+    (b % W == 0 && b % 4 == 0) || return bsr_spmv_rows_any!(Ct, A, Bt, lo, hi)
+    indptr, indices = A.indptr, A.indices
+    GC.@preserve Ct A Bt begin
+        pC, px, pD = pointer(Ct), pointer(Bt), pointer(A.data)
+        @inbounds for I in lo:hi
+            k0, k1 = Int(indptr[I]) + 1, Int(indptr[I+1])
+            for r0 in 1:4:b
+                a1 = a2 = a3 = a4 = vzero(Val(W), T)
+                for k in k0:k1
+                    pxk = px + Int(indices[k]) * b * s                  # &x[J*b + 1]
+                    pd = pD + ((k - 1) * b * b + (r0 - 1) * b) * s      # &data[1, r0, k]
+                    for c0 in 0:W:b-1
+                        xv = vload(Val(W), pxk + c0 * s)
+                        a1 = vmuladd(vload(Val(W), pd + c0 * s), xv, a1)
+                        a2 = vmuladd(vload(Val(W), pd + (b + c0) * s), xv, a2)
+                        a3 = vmuladd(vload(Val(W), pd + (2b + c0) * s), xv, a3)
+                        a4 = vmuladd(vload(Val(W), pd + (3b + c0) * s), xv, a4)
+                    end
+                end
+                o = (I - 1) * b + r0                                    # first output row, 1-based
+                unsafe_store!(pC, vsum(a1), o)
+                unsafe_store!(pC, vsum(a2), o + 1)
+                unsafe_store!(pC, vsum(a3), o + 2)
+                unsafe_store!(pC, vsum(a4), o + 3)
+            end
+        end
+    end
+    return nothing
+end
+bsr_spmv_rows!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int) =
+    bsr_spmv_rows_any!(Ct, A, Bt, lo, hi)
+
+function bsr_spmv_rows_any!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
+                            lo::Int, hi::Int) where {Tc}
     D, indptr, indices = A.data, A.indptr, A.indices
     b = size(D, 1)
     @inbounds for I in lo:hi, r in 1:b
