@@ -24,7 +24,7 @@ def array_module(a):
 
 
 def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:
-    if dtype not in allowed:
+    if not isinstance(dtype, np.dtype):
         dtype = np.dtype(dtype)
     if dtype not in allowed:
         names = ", ".join(d.name for d in allowed)

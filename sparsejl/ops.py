@@ -9,13 +9,12 @@ from .formats import VALUE_DTYPES, array_module, as_view, check_value_dtype
 
 
 def _on_gpu(a, b) -> bool:
-    return (type(a) is not np.ndarray and array_module(a) is not np) or (
-        type(b) is not np.ndarray and array_module(b) is not np)
+    return array_module(a) is not np or array_module(b) is not np
 
 
 def _dense_operand(B, k: int, backend):
     """B as a C-contiguous 2-D array of k rows, and whether it came as a vector."""
-    xp = np if type(B) is np.ndarray else array_module(B)
+    xp = array_module(B)
     if xp is np and not isinstance(B, np.ndarray):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")

@@ -205,7 +205,7 @@ class Runtime:
 
     def call_arrays(self, key: str, slots: tuple, arrays: tuple) -> None:
         """`call(key, slots, arrays=arrays)` for tuples, with less Python on the way."""
-        self._run(self._entries.get(key) or self.entry(key), slots, arrays)
+        self._run(self.entry(key), slots, arrays)
 
     def eval(self, source: str) -> str:
         """Evaluate Julia source in Main and return `string` of its value."""

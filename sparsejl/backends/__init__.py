@@ -69,9 +69,6 @@ def select(name: str | None, on_gpu: bool):
             raise TypeError(f"backend {name!r} runs on the {mod.DEVICE.upper()} but the operands are {where} arrays")
         return mod
     order = GPU_DEFAULT_ORDER if on_gpu else CPU_DEFAULT_ORDER
-    first = _imported.get(order[0])
-    if first is not None and first.availability() is None:  # the usual case, without the search
-        return first
     for candidate in order:
         mod = module(candidate)
         reason = mod.availability()
