@@ -3,8 +3,8 @@
 Zero-copy: Python passes device pointers, the current device and CuPy's current stream; Julia
 makes the device's primary context current on its thread, points its cuSPARSE handle at that
 stream and enqueues the work (cuSPARSE calls, or launches of sparsejl's own BSR kernels). Outputs
-are allocated by CuPy here; Julia allocates only cuSPARSE's workspaces (stream-ordered,
-cuMemAllocAsync). The entry points are the `cuda_*` keys
+are allocated by CuPy here; Julia allocates only cuSPARSE's workspaces (stream-ordered, from a
+memory pool of its own that keeps what it frees). The entry points are the `cuda_*` keys
 of docs/abi.md.
 
 * CSR SpMM: cusparseSpMM, CSR, row-major B and C (algorithm `alg`, default 0).
@@ -176,11 +176,11 @@ def spgemm(A, B):
     da, db = _cuda.same_dtype(A.data, work), _cuda.same_dtype(B.data, work)
     key = f"cuda_csr_spgemm_compute:{_cuda.julia_type(work)},{_cuda.julia_type(idx)}"
     res = np.zeros(2, dtype=np.int64)
+    indptr = cupy.empty(m + 1, dtype=idx)  # before the compute job: the GPU waits on what runs between the jobs
     rt.call(key, [dev, stream, m, k, n, len(ja), _ptr(ia), _ptr(ja), _ptr(da), len(jb), _ptr(ib), _ptr(jb),
                   _ptr(db), res.ctypes.data], (ia, ja, da, ib, jb, db, res))
     state, nnz = int(res[0]), int(res[1])
     try:
-        indptr = cupy.empty(m + 1, dtype=idx)
         indices = cupy.empty(nnz, dtype=idx)
         data = cupy.empty(nnz, dtype=work)
     except BaseException:

@@ -302,6 +302,34 @@ def test_csr_spgemm(gpu, seed, backend, dtype):
     assert err <= TOL[dtype], f"seed={seed}: error {err:.2e}"
 
 
+def test_julia_cuda_leaves_the_default_memory_pool_alone(gpu, seed):
+    """Workspaces come from a pool of Julia's own: the device's default stream-ordered pool, which
+    other libraries allocate from, keeps its settings (release threshold) and its memory."""
+    cupy = gpu
+    mod = _backend("julia-cuda")
+    rt = cupy.cuda.runtime
+    if not (hasattr(rt, "deviceGetDefaultMemPool") and hasattr(rt, "memPoolGetAttribute")):
+        pytest.skip("this CuPy has no stream-ordered pool API")
+    threshold = getattr(rt, "cudaMemPoolAttrReleaseThreshold", 4)
+    reserved_now = getattr(rt, "cudaMemPoolAttrReservedMemCurrent", 5)
+    pool = rt.deviceGetDefaultMemPool(cupy.cuda.Device().id)
+    cupy.cuda.Device().synchronize()
+    before = rt.memPoolGetAttribute(pool, threshold)
+    reserved = rt.memPoolGetAttribute(pool, reserved_now)
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(np.float32)
+    for m in (300, 900, 500):  # workspaces of several sizes, reused from the pool
+        A, B = random_csr(rng, m, m, 0.05, dt), random_csr(rng, m, m, 0.05, dt)
+        C = mod.spgemm(to_gpu(cupy, A, dt), to_gpu(cupy, B, dt))
+        Ch = sp.csr_matrix((cupy.asnumpy(C.data).astype(np.float64), cupy.asnumpy(C.indices),
+                            cupy.asnumpy(C.indptr)), shape=C.shape)
+        err = rel_err(Ch.toarray(), (f64(A) @ f64(B)).toarray())
+        assert err <= TOL["float32"], f"seed={seed}, m={m}: error {err:.2e}"
+    cupy.cuda.Device().synchronize()
+    assert rt.memPoolGetAttribute(pool, threshold) == before
+    assert rt.memPoolGetAttribute(pool, reserved_now) <= reserved
+
+
 @pytest.mark.parametrize("backend", ["cupy", "julia-cuda"])
 def test_bsr_spgemm(gpu, seed, backend):
     cupy = gpu

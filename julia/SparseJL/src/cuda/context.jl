@@ -1,10 +1,12 @@
 # Per-device state: the primary context (the one CuPy and the CUDA runtime use) made current on
-# the calling thread, and one cuSPARSE handle per device. Created by the first job for a device.
+# the calling thread, one cuSPARSE handle, and a stream-ordered memory pool of our own for the
+# library workspaces. Created by the first job for a device.
 
 mutable struct DeviceState
     ordinal::Int
     ctx::CUcontext
     handle::Handle
+    pool::Ptr{Cvoid}
 end
 
 const _devices = Dict{Int,DeviceState}()
@@ -41,16 +43,9 @@ function use_device(ordinal::Integer, stream::Ptr{Cvoid})
         ctx = Ref{CUcontext}(C_NULL)
         check_cu(cuDevicePrimaryCtxRetain(ctx, dev[]), "cuDevicePrimaryCtxRetain")
         check_cu(cuCtxSetCurrent(ctx[]), "cuCtxSetCurrent")
-        # Workspaces come from the device's default stream-ordered pool; by default it hands memory
-        # back to the driver at every synchronisation, and re-mapping it cost SpGEMM 0.3-0.7 ms a
-        # product on an H200. Keep what it holds (this pool serves cuMemAllocAsync callers only).
-        pool = Ref{Ptr{Cvoid}}(C_NULL)
-        check_cu(cuDeviceGetDefaultMemPool(pool, dev[]), "cuDeviceGetDefaultMemPool")
-        check_cu(cuMemPoolSetAttribute(pool[], CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Ref(typemax(UInt64))),
-                 "cuMemPoolSetAttribute")
         h = Ref{Handle}(C_NULL)
         check_sp(cusparseCreate(h), "cusparseCreate")
-        st = DeviceState(Int(ordinal), ctx[], h[])
+        st = DeviceState(Int(ordinal), ctx[], h[], create_pool(ordinal))
         _devices[Int(ordinal)] = st
     end
     cur = Ref{CUcontext}(C_NULL)
@@ -72,11 +67,31 @@ function driver_version()
     return Int(v[])
 end
 
-"A stream-ordered workspace of `bytes` (C_NULL for 0), freed by `free_workspace` on the same stream."
-function workspace(bytes::Integer, stream::Ptr{Cvoid})
+"""
+    create_pool(ordinal) -> CUmemoryPool
+
+A stream-ordered pool on device `ordinal` that keeps the memory freed into it (release threshold:
+unlimited), for the workspaces. The device's default pool hands its memory back to the driver at
+every synchronisation (release threshold 0), and mapping it again cost SpGEMM 0.36-0.71 ms a
+product on an H200; a pool of our own leaves the default pool, which other libraries use, as it is.
+"""
+function create_pool(ordinal::Integer)
+    props = zeros(Int32, 32)
+    props[1] = CU_MEM_ALLOCATION_TYPE_PINNED
+    props[3] = CU_MEM_LOCATION_TYPE_DEVICE
+    props[4] = ordinal
+    pool = Ref{Ptr{Cvoid}}(C_NULL)
+    check_cu(cuMemPoolCreate(pool, props), "cuMemPoolCreate")
+    check_cu(cuMemPoolSetAttribute(pool[], CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Ref(typemax(UInt64))),
+             "cuMemPoolSetAttribute")
+    return pool[]
+end
+
+"A workspace of `bytes` (C_NULL for 0) from the device's pool, ordered on `stream`; freed by `free_workspace` on that stream."
+function workspace(st::DeviceState, bytes::Integer, stream::Ptr{Cvoid})
     bytes == 0 && return C_NULL
     p = Ref{CUdeviceptr}(0)
-    check_cu(cuMemAllocAsync(p, bytes, stream), "cuMemAllocAsync")
+    check_cu(cuMemAllocFromPoolAsync(p, bytes, st.pool, stream), "cuMemAllocFromPoolAsync")
     return Ptr{Cvoid}(p[])
 end
 

@@ -40,10 +40,15 @@ cuDeviceGet(dev, ordinal) = ccall(cu(:cuDeviceGet), CUresult, (Ref{CUdevice}, Ci
 cuDevicePrimaryCtxRetain(ctx, dev) = ccall(cu(:cuDevicePrimaryCtxRetain), CUresult, (Ref{CUcontext}, CUdevice), ctx, dev)
 cuCtxSetCurrent(ctx) = ccall(cu(:cuCtxSetCurrent), CUresult, (CUcontext,), ctx)
 cuCtxGetCurrent(ctx) = ccall(cu(:cuCtxGetCurrent), CUresult, (Ref{CUcontext},), ctx)
-cuMemAllocAsync(ptr, bytes, stream) = ccall(cu(:cuMemAllocAsync), CUresult, (Ref{CUdeviceptr}, Csize_t, CUstream), ptr, bytes, stream)
+cuMemAllocFromPoolAsync(ptr, bytes, pool, stream) =
+    ccall(cu(:cuMemAllocFromPoolAsync), CUresult, (Ref{CUdeviceptr}, Csize_t, Ptr{Cvoid}, CUstream), ptr, bytes, pool, stream)
 cuMemFreeAsync(ptr, stream) = ccall(cu(:cuMemFreeAsync), CUresult, (CUdeviceptr, CUstream), ptr, stream)
 cuStreamSynchronize(stream) = ccall(cu(:cuStreamSynchronize), CUresult, (CUstream,), stream)
-cuDeviceGetDefaultMemPool(pool, dev) = ccall(cu(:cuDeviceGetDefaultMemPool), CUresult, (Ref{Ptr{Cvoid}}, CUdevice), pool, dev)
+# CUmemPoolProps is 88 bytes from CUDA 11.2 to 13 (allocation type, handle types, location, then
+# fields that stay zero); pass a zeroed buffer at least that large with the first four Int32 set.
+cuMemPoolCreate(pool, props) = ccall(cu(:cuMemPoolCreate), CUresult, (Ref{Ptr{Cvoid}}, Ptr{Int32}), pool, props)
+const CU_MEM_ALLOCATION_TYPE_PINNED = Int32(1)
+const CU_MEM_LOCATION_TYPE_DEVICE = Int32(1)
 cuMemPoolSetAttribute(pool, attr, value) = ccall(cu(:cuMemPoolSetAttribute), CUresult, (Ptr{Cvoid}, Cint, Ref{UInt64}), pool, attr, value)
 const CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = Cint(4)
 cuModuleLoadData(mod, image) = ccall(cu(:cuModuleLoadData), CUresult, (Ref{Ptr{Cvoid}}, Ptr{Cvoid}), mod, image)

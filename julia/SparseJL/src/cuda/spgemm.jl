@@ -44,13 +44,13 @@ function spgemm_compute!(st::DeviceState, stream, m, k, n, nnzA, indptrA, indice
         size1 = Ref{Csize_t}(0)
         check_sp(cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
                                                s.descr, size1, C_NULL), "cusparseSpGEMM_workEstimation(size)")
-        s.buf1 = workspace(size1[], stream)
+        s.buf1 = workspace(st, size1[], stream)
         check_sp(cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
                                                s.descr, size1, s.buf1), "cusparseSpGEMM_workEstimation")
         size2 = Ref{Csize_t}(0)
         check_sp(cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
                                         s.descr, size2, C_NULL), "cusparseSpGEMM_compute(size)")
-        s.buf2 = workspace(size2[], stream)
+        s.buf2 = workspace(st, size2[], stream)
         check_sp(cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
                                         s.descr, size2, s.buf2), "cusparseSpGEMM_compute")
         rows, cols, nnz = Ref{Int64}(0), Ref{Int64}(0), Ref{Int64}(0)

@@ -26,7 +26,7 @@ function spmm_descr!(st::DeviceState, stream, matA, m, k, n, B, tb, C, tc, ta, a
         size = Ref{Csize_t}(0)
         check_sp(cusparseSpMM_bufferSize(st.handle, op, op, alpha, matA, matB[], beta, matC[], ct, alg, size),
                  "cusparseSpMM_bufferSize")
-        buf = workspace(size[], stream)
+        buf = workspace(st, size[], stream)
         check_sp(cusparseSpMM(st.handle, op, op, alpha, matA, matB[], beta, matC[], ct, alg, buf), "cusparseSpMM")
     finally
         free_workspace(buf, stream)
