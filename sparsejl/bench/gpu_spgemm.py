@@ -1,0 +1,353 @@
+"""Where julia-cuda's CSR SpGEMM time goes, against cupy's (the same cuSPARSE routine).
+
+    python -m sparsejl.bench.gpu_spgemm [--reps 30] [--rounds 2]
+
+1. Side by side: device-event time per call (as sparsejl.bench.gpu times SpGEMM: back-to-back
+   calls, an event between each two), cupy and julia-cuda alternating over `rounds`.
+2. Phases of julia-cuda's call, in one clock (CLOCK_MONOTONIC on both sides): a copy of the
+   compute job with timestamps between its cuSPARSE calls is evaluated into Julia, and called
+   with the same slots as `cuda_csr_spgemm_compute`; the copy job is the package's own.
+   Variants: workspaces from the package's `workspace` (its own pool), from the device's default
+   stream-ordered pool with release threshold 0 (CUDA's default) and unlimited (the package
+   until 2026-11-21); the Python side waiting by spinning instead of sleeping (ctypes path only).
+3. The same phases for cupy's own sequence (cupyx.cusparse.spgemm, restated with timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import time
+
+import numpy as np
+
+_PROBE = r"""
+module SpGEMMProbe
+using SparseJL
+const G = SparseJL.GPU
+const T = zeros(Int64, 32)       # timestamps (ns, CLOCK_MONOTONIC), read by Python
+const MODE = Ref(0)              # 0: G.workspace (the package's pool); 1: the default pool
+const TV = Ref{Cint}(0)
+const TI = Ref{Cint}(0)
+stamp(i) = (@inbounds T[i] = Int64(time_ns()); nothing)
+
+function set_default_threshold(ordinal, value::UInt64)
+    dev = Ref{G.CUdevice}(0)
+    G.check_cu(G.cuDeviceGet(dev, ordinal), "cuDeviceGet")
+    pool = Ref{Ptr{Cvoid}}(C_NULL)
+    G.check_cu(ccall(G.cu(:cuDeviceGetDefaultMemPool), G.CUresult, (Ref{Ptr{Cvoid}}, G.CUdevice), pool, dev[]),
+               "cuDeviceGetDefaultMemPool")
+    G.check_cu(G.cuMemPoolSetAttribute(pool[], G.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Ref(value)), "threshold")
+    return 0
+end
+
+function ws(st, bytes, stream)
+    bytes == 0 && return C_NULL
+    MODE[] == 0 && return G.workspace(st, bytes, stream)
+    p = Ref{G.CUdeviceptr}(0)
+    G.check_cu(ccall(G.cu(:cuMemAllocAsync), G.CUresult, (Ref{G.CUdeviceptr}, Csize_t, G.CUstream), p, bytes, stream),
+               "cuMemAllocAsync")
+    return Ptr{Cvoid}(p[])
+end
+
+function compute!(st, stream, m, k, n, nnzA, indptrA, indicesA, dataA, nnzB, indptrB, indicesB, dataB, tv, ti)
+    ct = G.compute_type(tv)
+    alpha, beta = G.one_of(ct), G.zero_of(ct)
+    op = G.CUSPARSE_OPERATION_NON_TRANSPOSE
+    alg = G.CUSPARSE_SPGEMM_DEFAULT
+    s = G.SpGEMMState(st, stream, C_NULL, C_NULL, C_NULL, C_NULL, C_NULL, C_NULL, ct, Int(m), 0)
+    r = Ref{G.SpMatDescr}(C_NULL)
+    G.check_sp(G.cusparseCreateCsr(r, m, k, nnzA, indptrA, indicesA, dataA, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "A")
+    s.matA = r[]
+    G.check_sp(G.cusparseCreateCsr(r, k, n, nnzB, indptrB, indicesB, dataB, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "B")
+    s.matB = r[]
+    G.check_sp(G.cusparseCreateCsr(r, m, n, 0, C_NULL, C_NULL, C_NULL, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "C")
+    s.matC = r[]
+    d = Ref{G.SpGEMMDescr}(C_NULL)
+    G.check_sp(G.cusparseSpGEMM_createDescr(d), "descr")
+    s.descr = d[]
+    stamp(3)
+    size1 = Ref{Csize_t}(0)
+    G.check_sp(G.cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
+                                               s.descr, size1, C_NULL), "we0")
+    stamp(4)
+    s.buf1 = ws(st, size1[], stream)
+    stamp(5)
+    G.check_sp(G.cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
+                                               s.descr, size1, s.buf1), "we")
+    stamp(6)
+    size2 = Ref{Csize_t}(0)
+    G.check_sp(G.cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
+                                        s.descr, size2, C_NULL), "c0")
+    stamp(7)
+    s.buf2 = ws(st, size2[], stream)
+    stamp(8)
+    G.check_sp(G.cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
+                                        s.descr, size2, s.buf2), "c")
+    stamp(9)
+    rows, cols, nnz = Ref{Int64}(0), Ref{Int64}(0), Ref{Int64}(0)
+    G.check_sp(G.cusparseSpMatGetSize(s.matC, rows, cols, nnz), "size")
+    s.nnzC = Int(nnz[])
+    T[20] = Int64(size1[]); T[21] = Int64(size2[])
+    id = (G._spgemm_next[] += 1)
+    G._spgemm_states[id] = s
+    return id, s.nnzC
+end
+
+function compute_job(args)
+    stamp(1)
+    T[16] = Int64(Base.gc_time_ns())
+    st = G.use_device(G.slot(args, 1), G.pslot(args, 2))
+    stamp(2)
+    id, nnzC = compute!(st, G.pslot(args, 2), G.slot(args, 3), G.slot(args, 4), G.slot(args, 5),
+                        G.slot(args, 6), G.pslot(args, 7), G.pslot(args, 8), G.pslot(args, 9),
+                        G.slot(args, 10), G.pslot(args, 11), G.pslot(args, 12), G.pslot(args, 13), TV[], TI[])
+    out = Ptr{Int64}(G.pslot(args, 14))
+    unsafe_store!(out, id, 1)
+    unsafe_store!(out, nnzC, 2)
+    stamp(10)
+    return
+end
+
+function copy_job(args)
+    stamp(11)
+    G.job_spgemm_copy(args)
+    stamp(12)
+    T[17] = Int64(Base.gc_time_ns())
+    return
+end
+
+compute_entry(a::Ptr{Int64}) = G.guarded(compute_job, a)
+copy_entry(a::Ptr{Int64}) = G.guarded(copy_job, a)
+pointers() = join(string.(UInt.((@cfunction(compute_entry, Int32, (Ptr{Int64},)),
+                                 @cfunction(copy_entry, Int32, (Ptr{Int64},)), pointer(T)))), " ")
+end
+SpGEMMProbe.pointers()
+"""
+
+
+def _ms(ns):
+    return ns / 1e6
+
+
+def _stats(xs):
+    t = sorted(xs)
+    return statistics.median(t), t[len(t) // 10], t[(len(t) * 9) // 10]
+
+
+class Probe:
+    def __init__(self):
+        from ..backends import julia_cuda
+        self.rt, self.dev = julia_cuda._ready()
+        answer = self.rt.eval(_PROBE)
+        if "error" in answer.lower() or len(answer.split()) != 3:
+            raise RuntimeError(f"probe did not load: {answer[:2000]}")
+        self.f_compute, self.f_copy, taddr = (int(x) for x in answer.split())
+        self.T = np.ctypeslib.as_array((ctypes.c_int64 * 32).from_address(taddr))
+
+    def jl(self, src):
+        return self.rt.eval(src)
+
+    def set_types(self, work, idx):
+        from ..backends import _cuda
+        self.jl(f'SpGEMMProbe.TV[] = SparseJL.GPU.VALUE_TYPES["{_cuda.julia_type(work)}"]; '
+                f'SpGEMMProbe.TI[] = SparseJL.GPU.INDEX_TYPES["{_cuda.julia_type(idx)}"]')
+
+    def call(self, A, B, stamps):
+        """julia_cuda.spgemm for float32/float64 CSR with int32 indices, through the probe's jobs."""
+        import cupy
+        import cupyx.scipy.sparse as csp
+        from ..backends import _cuda
+        p0 = time.monotonic_ns()
+        rt, dev = self.rt, self.dev
+        stream = _cuda.current_stream_ptr()
+        m, k = A.shape
+        n = B.shape[1]
+        ia, ja, da, ib, jb, db = A.indptr, A.indices, A.data, B.indptr, B.indices, B.data
+        res = np.zeros(2, dtype=np.int64)
+        P = lambda a: int(a.data.ptr)  # noqa: E731
+        indptr = cupy.empty(m + 1, dtype=np.int32)
+        rt._run(self.f_compute, (dev, stream, m, k, n, len(ja), P(ia), P(ja), P(da), len(jb), P(ib), P(jb), P(db),
+                                 res.ctypes.data), ())
+        p1 = time.monotonic_ns()
+        state, nnz = int(res[0]), int(res[1])
+        indices = cupy.empty(nnz, dtype=np.int32)
+        data = cupy.empty(nnz, dtype=da.dtype)
+        p2 = time.monotonic_ns()
+        rt._run(self.f_copy, (dev, stream, state, P(indptr), P(indices), P(data)), ())
+        p3 = time.monotonic_ns()
+        C = csp.csr_matrix((data, indices, indptr), shape=(m, n))
+        p4 = time.monotonic_ns()
+        T = self.T
+        stamps.append({
+            "python: hand-over to the compute job": T[0] - p0,
+            "julia: use_device": T[1] - T[0],
+            "julia: descriptors": T[2] - T[1],
+            "julia: workEstimation (size)": T[3] - T[2],
+            "julia: workspace 1": T[4] - T[3],
+            "julia: workEstimation": T[5] - T[4],
+            "julia: compute (size)": T[6] - T[5],
+            "julia: workspace 2": T[7] - T[6],
+            "julia: compute (waits for nnz)": T[8] - T[7],
+            "julia: size, state": T[9] - T[8],
+            "python: compute job returned": p1 - T[9],
+            "python: allocate C": p2 - p1,
+            "python: hand-over to the copy job": T[10] - p2,
+            "julia: copy + release": T[11] - T[10],
+            "python: copy job returned": p3 - T[11],
+            "python: csr_matrix": p4 - p3,
+            "total (host)": p4 - p0,
+            "julia GC during call": T[16] - T[15],
+        })
+        return C
+
+
+def cupy_phases(A, B, stamps):
+    """cupyx.cusparse.spgemm's sequence (CuPy 14), with timestamps."""
+    import cupy
+    import cupyx.scipy.sparse as csp
+    from cupy.cuda import device as _device
+    from cupy._core import _dtype
+    from cupy_backends.cuda.libs import cusparse as _cusparse
+    from cupyx.cusparse import SpMatDescriptor
+    t = [time.monotonic_ns()]
+    a = csp.csr_matrix((A.data, A.indices, A.indptr), shape=A.shape)
+    b = csp.csr_matrix((B.data, B.indices, B.indptr), shape=B.shape)
+    m, k = a.shape
+    n = b.shape[1]
+    c = csp.csr_matrix((m, n), dtype=a.dtype)
+    op = _cusparse.CUSPARSE_OPERATION_NON_TRANSPOSE
+    alpha = np.array(1, dtype=a.dtype).ctypes
+    beta = np.array(0, dtype=a.dtype).ctypes
+    ct = _dtype.to_cuda_dtype(a.dtype)
+    alg = _cusparse.CUSPARSE_SPGEMM_DEFAULT
+    ma, mb, mc = SpMatDescriptor.create(a), SpMatDescriptor.create(b), SpMatDescriptor.create(c)
+    h = _device.get_cusparse_handle()
+    d = _cusparse.spGEMM_createDescr()
+    t.append(time.monotonic_ns())
+    s1 = _cusparse.spGEMM_workEstimation(h, op, op, alpha.data, ma.desc, mb.desc, beta.data, mc.desc, ct, alg, d, 0, 0)
+    b1 = cupy.empty(s1, cupy.int8)
+    _cusparse.spGEMM_workEstimation(h, op, op, alpha.data, ma.desc, mb.desc, beta.data, mc.desc, ct, alg, d, s1,
+                                    b1.data.ptr)
+    t.append(time.monotonic_ns())
+    s2 = _cusparse.spGEMM_compute(h, op, op, alpha.data, ma.desc, mb.desc, beta.data, mc.desc, ct, alg, d, 0, 0)
+    b2 = cupy.empty(s2, cupy.int8)
+    t.append(time.monotonic_ns())
+    _cusparse.spGEMM_compute(h, op, op, alpha.data, ma.desc, mb.desc, beta.data, mc.desc, ct, alg, d, s2, b2.data.ptr)
+    t.append(time.monotonic_ns())
+    r, cc, nz = (np.array(0, dtype=np.int64) for _ in range(3))
+    _cusparse.spMatGetSize(mc.desc, r.ctypes.data, cc.ctypes.data, nz.ctypes.data)
+    nnz = int(nz)
+    indices = cupy.empty(nnz, "i")
+    data = cupy.empty(nnz, c.dtype)
+    _cusparse.csrSetPointers(mc.desc, c.indptr.data.ptr, indices.data.ptr, data.data.ptr)
+    t.append(time.monotonic_ns())
+    _cusparse.spGEMM_copy(h, op, op, alpha.data, ma.desc, mb.desc, beta.data, mc.desc, ct, alg, d)
+    t.append(time.monotonic_ns())
+    C = csp.csr_matrix((data, indices, c.indptr), shape=(m, n))
+    _cusparse.spGEMM_destroyDescr(d)
+    t.append(time.monotonic_ns())
+    names = ["set-up", "workEstimation x2 + buffer 1", "compute (size) + buffer 2", "compute (waits for nnz)",
+             "size, allocate C", "copy", "csr_matrix, destroy"]
+    stamps.append({n_: t[i + 1] - t[i] for i, n_ in enumerate(names)} | {"total (host)": t[-1] - t[0]})
+    return C
+
+
+def event_times(fn, reps, warmup=3):
+    """Device-event ms of `reps` back-to-back calls (sparsejl.bench.gpu's Timer.gpu_ms, spin=False)."""
+    import cupy
+    for i in range(warmup):
+        fn(i)
+    events = [cupy.cuda.Event() for _ in range(reps + 1)]
+    cupy.cuda.Device().synchronize()
+    events[0].record()
+    for i in range(reps):
+        fn(i)
+        events[i + 1].record()
+    events[-1].synchronize()
+    return [cupy.cuda.get_elapsed_time(events[i], events[i + 1]) for i in range(reps)]
+
+
+def show(name, ms):
+    med, p10, p90 = _stats(ms)
+    print(f"  {name:42s} {med:8.4f} ms  p10-p90 {p10:.4f}-{p90:.4f}", flush=True)
+    return med
+
+
+def show_phases(title, stamps, ms):
+    print(f"  phases, {title} (µs: median; mean of the calls slower / faster than the median event time)")
+    med = statistics.median(ms)
+    slow = [s for s, t in zip(stamps, ms) if t > med]
+    fast = [s for s, t in zip(stamps, ms) if t <= med]
+    for key in stamps[0]:
+        v = [s[key] / 1e3 for s in stamps]
+        print(f"    {key:40s} {statistics.median(v):9.1f}   slow {statistics.mean(s[key] for s in slow) / 1e3:9.1f}"
+              f"   fast {statistics.mean(s[key] for s in fast) / 1e3:9.1f}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sizes", default="4096:0.01:float32,16384:0.001:float32,4096:0.01:float64")
+    args = ap.parse_args(argv)
+    import cupy
+    from ..backends import cupy_backend, julia_cuda
+    from .. import runtime
+    from .gpu import make_csr
+    probe = Probe()
+    print(f"runtime call path: {'C extension' if probe.rt._c_run is not None else 'ctypes'}; "
+          f"python spin tries {runtime._SPIN_TRIES}", flush=True)
+    seed = 1
+    for spec in args.sizes.split(","):
+        mm, d, dt = spec.split(":")
+        mm, d = int(mm), float(d)
+        seed += 10
+        A = make_csr(mm, mm, d, dt, seed)
+        B = make_csr(mm, mm, d, dt, seed + 1)
+        print(f"== random {mm}x{mm} d={d} {dt}: nnz(A) {A.data.size}", flush=True)
+        probe.set_types(np.dtype(dt), np.dtype(np.int32))
+        ref = cupy_backend.spgemm(A, B)
+        got = probe.call(A, B, [])
+        assert got.nnz == ref.nnz and bool(cupy.allclose(got.data, ref.data)), "probe product differs from cupy's"
+        for r in range(args.rounds):
+            show(f"cupy (round {r})", event_times(lambda i: cupy_backend.spgemm(A, B), args.reps))
+            show(f"julia-cuda (round {r})", event_times(lambda i: julia_cuda.spgemm(A, B), args.reps))
+        variants = [("package (own pool)", "SpGEMMProbe.MODE[] = 0"),
+                    ("default pool, threshold 0", "SpGEMMProbe.MODE[] = 1; "
+                     "SpGEMMProbe.set_default_threshold(0, UInt64(0))"),
+                    ("default pool, threshold max", "SpGEMMProbe.MODE[] = 1; "
+                     "SpGEMMProbe.set_default_threshold(0, typemax(UInt64))")]
+        for name, setup in variants:
+            print(f"  [{name}] {probe.jl(setup)}")
+            stamps = []
+            ms = event_times(lambda i: probe.call(A, B, stamps), args.reps)
+            show(f"julia probe: {name}", ms)
+            show_phases(name, stamps[-args.reps:], ms)
+        probe.jl("SpGEMMProbe.MODE[] = 0; SpGEMMProbe.set_default_threshold(0, UInt64(0))")
+        # the Python side waits on the job by spinning instead of sleeping (ctypes call path only)
+        if probe.rt._c_run is None:
+            old = runtime._SPIN_TRIES
+            runtime._SPIN_TRIES = 10 ** 9
+            stamps = []
+            ms = event_times(lambda i: probe.call(A, B, stamps), args.reps)
+            show("julia probe: own pool, python spins", ms)
+            show_phases("own pool, python spins", stamps[-args.reps:], ms)
+            show("julia-cuda, python spins", event_times(lambda i: julia_cuda.spgemm(A, B), args.reps))
+            runtime._SPIN_TRIES = old
+        try:
+            stamps = []
+            ms = event_times(lambda i: cupy_phases(A, B, stamps), args.reps)
+            show("cupy restated", ms)
+            show_phases("cupy restated", stamps[-args.reps:], ms)
+        except Exception as exc:  # CuPy's private cuSPARSE bindings differ between versions
+            print(f"  cupy restated: failed: {type(exc).__name__}: {exc}")
+        show("cupy (again)", event_times(lambda i: cupy_backend.spgemm(A, B), args.reps))
+        show("julia-cuda (again)", event_times(lambda i: julia_cuda.spgemm(A, B), args.reps))
+        A = B = ref = got = None
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+if __name__ == "__main__":
+    main()
