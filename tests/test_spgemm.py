@@ -59,3 +59,14 @@ def test_property_julia_matches_scipy(m, k, n, da, db, seed, i64):
     A = random_csr(rng, m, k, da, index_dtype=idx, shuffle=True)
     B = random_csr(rng, k, n, db, index_dtype=idx, shuffle=True, duplicates=True)
     check_spgemm(sparsejl.spgemm(A, B, backend="julia"), A, B, "csr", np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_product_full_rows(dtype, rng):
+    """W·Wᵀ of a pruned layer, where every row of C is full (counted by bitmap union, computed as
+    SpMM against Wᵀ densified)."""
+    W = random_csr(rng, 48, 400, 0.3, dtype=dtype, shuffle=True, duplicates=True)
+    WT = W.T.tocsr()
+    got = sparsejl.spgemm(W, WT, backend="julia")
+    assert got.nnz == 48 * 48
+    check_spgemm(got, W, WT, "csr", dtype)

@@ -20,6 +20,7 @@ include("csr.jl")
 include("bsr.jl")
 include("spmm.jl")
 include("spgemm.jl")
+include("spgemm_dense.jl")
 include("cuda/cuda.jl")
 include("cabi.jl")
 

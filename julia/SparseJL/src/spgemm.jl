@@ -46,13 +46,22 @@ end
 
 function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, indicesA,
                                     indptrB, indicesB)
-    m, n = Int(m), Int(n)
+    m, n, k = Int(m), Int(n), length(indptrB) - 1
+    if union_pays(indptrB[k+1], k, n)
+        union_symbolic!(indptrC, m, n, indptrA, indicesA, row_bitmaps(k, n, indptrB, indicesB))
+        return prefix_sum!(indptrC, m)
+    end
     cum = cumulative_flops(m, indptrA, indicesA, indptrB)
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
         symbolic_rows!(indptrC, n, indptrA, indicesA, indptrB, indicesB, cum, lo, hi)
     end
+    return prefix_sum!(indptrC, m)
+end
+
+"Turn the row counts stored at `indptrC[i+1]` into row offsets."
+function prefix_sum!(indptrC, m::Int)
     indptrC[1] = 0
-    for i in 1:m                            # counts were stored at i+1; prefix-sum them
+    for i in 1:m
         indptrC[i+1] += indptrC[i]
     end
     return indptrC
@@ -176,7 +185,12 @@ end
 function unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m::Integer, n::Integer,
                                    indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     m, n = Int(m), Int(n)
+    k = length(indptrB) - 1
     cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    if dense_numeric_pays(indicesC, dataC, indptrC, m, n, indptrA, indicesA, dataA, dataB, k, cum[m+1])
+        return dense_numeric!(indicesC, dataC, m, n, indptrA, indicesA, dataA, indptrB, indicesB,
+                              dataB, k)
+    end
     firstbad = Threads.Atomic{Int}(typemax(Int))
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
         numeric_rows!(indicesC, dataC, indptrC, n, indptrA, indicesA, dataA,

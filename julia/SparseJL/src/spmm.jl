@@ -27,35 +27,48 @@ function spmm_problem(Ct::AbstractMatrix, A, Bt::AbstractMatrix)
     return nothing
 end
 
-# NumPy places arrays 16 bytes into a cache line, so every 64-byte vector load of B would span two
-# lines (measured: ~45 % slower). When B's rows are whole lines apart and the product reuses B
-# enough, the kernels read a 64-byte aligned copy instead, kept between calls.
-const ALIGNED_B = Ref(Vector{UInt8}())
-const ALIGNED_LOCK = ReentrantLock()
-const ALIGNED_MAX_BYTES = 16 << 20
+# One scratch buffer, kept between calls, for dense operands that a kernel builds itself.
+const SCRATCH = Ref(Vector{UInt8}())
+const SCRATCH_LOCK = ReentrantLock()
+const SCRATCH_MAX_BYTES = 16 << 20
 
-"Call `f(B)` with `B` a 64-byte aligned copy of `Bt` where that pays off, else `f(Bt)`."
-with_aligned(f::F, Bt::AbstractMatrix, work::Integer) where {F} = f(Bt)
-function with_aligned(f::F, Bt::Matrix{T}, work::Integer) where {F,T<:SIMDFloat}
-    bytes = sizeof(Bt)
-    if UInt(pointer(Bt)) % 64 == 0 || (size(Bt, 1) * sizeof(T)) % 64 != 0 ||
-       work < 8 * length(Bt) || bytes > ALIGNED_MAX_BYTES || !trylock(ALIGNED_LOCK)
-        return f(Bt)
+"""
+Call `f(X)` with `X` an uninitialised 64-byte aligned `Matrix{T}` of size `dims`, taken from a
+buffer kept between calls (or freshly allocated while another call holds that buffer).
+"""
+function with_scratch(f::F, ::Type{T}, dims::NTuple{N,Int}) where {F,T,N}
+    bytes = prod(dims) * sizeof(T)
+    if bytes > SCRATCH_MAX_BYTES || islocked(SCRATCH_LOCK) || !trylock(SCRATCH_LOCK)
+        return f(Array{T}(undef, dims))           # (islocked: the lock is reentrant)
     end
     try
-        buf = ALIGNED_B[]
+        buf = SCRATCH[]
         if length(buf) < bytes + 64
-            buf = ALIGNED_B[] = Vector{UInt8}(undef, bytes + 64)
+            buf = SCRATCH[] = Vector{UInt8}(undef, bytes + 64)
         end
         GC.@preserve buf begin
             p = pointer(buf)
             p += (64 - UInt(p) % 64) % 64
-            B = unsafe_wrap(Array, Ptr{T}(p), size(Bt))
-            copyto!(B, Bt)
-            return f(B)
+            return f(unsafe_wrap(Array, Ptr{T}(p), dims))
         end
     finally
-        unlock(ALIGNED_LOCK)
+        unlock(SCRATCH_LOCK)
+    end
+end
+
+# NumPy places arrays 16 bytes into a cache line, so every 64-byte vector load of B would span two
+# lines (measured: ~45 % slower). When B's rows are whole lines apart and the product reuses B
+# enough, the kernels read a 64-byte aligned copy instead.
+"Call `f(B)` with `B` a 64-byte aligned copy of `Bt` where that pays off, else `f(Bt)`."
+with_aligned(f::F, Bt::AbstractMatrix, work::Integer) where {F} = f(Bt)
+function with_aligned(f::F, Bt::Matrix{T}, work::Integer) where {F,T<:SIMDFloat}
+    if UInt(pointer(Bt)) % 64 == 0 || (size(Bt, 1) * sizeof(T)) % 64 != 0 ||
+       work < 8 * length(Bt) || sizeof(Bt) > SCRATCH_MAX_BYTES || islocked(SCRATCH_LOCK)
+        return f(Bt)
+    end
+    return with_scratch(T, size(Bt)) do B
+        copyto!(B, Bt)
+        f(B)
     end
 end
 

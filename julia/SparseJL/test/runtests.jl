@@ -299,6 +299,50 @@ end
     @test paths == Set([:dense, :words, :gather, :sort])
 end
 
+@testset "SpGEMM with full rows of C: bitmap union and SpMM against densified B" begin
+    for T in (Float32, Float64)
+        A = randcsr(T, Int32, 40, 300, 0.3; dups=true, emptyrows=false)
+        B = randcsr(T, Int32, 300, 70, 0.4; dups=true, emptyrows=false)
+        m, k, n = 40, 300, 70
+        flops = SparseJL.cumulative_flops(m, A.indptr, A.indices, B.indptr)[end]
+        @test SparseJL.union_pays(nnz(B), k, n) && SparseJL.dense_b_pays(nnz(A), n, flops, T)
+        ip = SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
+                                       B.indptr, B.indices)
+        @test ip == 0:n:m*n                           # every row full, counted by the union
+        ind, dat = zeros(Int32, m * n), zeros(T, m * n)
+        @test SparseJL.dense_numeric_pays(ind, dat, ip, m, n, A.indptr, A.indices, A.data,
+                                          B.data, k, flops)
+        @test SparseJL.dense_numeric!(ind, dat, m, n, A.indptr, A.indices, A.data,
+                                      B.indptr, B.indices, B.data, k) === nothing
+        @test ind == repeat(Int32.(0:n-1), m)
+        @test close(permutedims(reshape(dat, n, m)), Float64.(Matrix(A)) * Float64.(Matrix(B)), T)
+        C = spgemm(A, B)
+        @test C.data == dat && C.indices == ind
+        lock(SparseJL.SCRATCH_LOCK)                   # scratch taken: a fresh buffer, same result
+        C = try spgemm(A, B) finally unlock(SparseJL.SCRATCH_LOCK) end
+        @test C.data == dat
+    end
+    # an indptr claiming full rows where one row of A*B is not full
+    A = randcsr(Float32, Int32, 40, 300, 0.3; emptyrows=false)
+    B = randcsr(Float32, Int32, 300, 70, 0.4; emptyrows=false)
+    B.indices[B.indptr[8]+1:B.indptr[9]] .= 5         # row 7 of B: only column 5
+    A.indices[A.indptr[13]+1:A.indptr[14]] .= 7       # row 12 of A: only row 7 of B
+    err = try
+        SparseJL.spgemm_numeric!(zeros(Int32, 40 * 70), zeros(Float32, 40 * 70), collect(0:70:40*70),
+                                 40, 300, 70, A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+        nothing
+    catch e
+        e
+    end
+    @test err isa ArgumentError && occursin("(first at row 12)", err.msg)
+    C = spgemm(A, B)                                  # the general path agrees on that structure
+    @test diff(C.indptr)[13] == 1 && close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), Float32)
+    # integers take the general numeric path, after the union counted the rows
+    A = randcsr(Int64, Int64, 20, 200, 0.3; emptyrows=false)
+    B = randcsr(Int64, Int64, 200, 64, 0.4; emptyrows=false)
+    @test Matrix(spgemm(A, B)) == Matrix(A) * Matrix(B)
+end
+
 @testset "BSR SpGEMM" begin
     for b in (1, 2, 3, 4, 8, 16, 64), density in (0.0, 0.3, 1.0)
         mb, kb, nb = b >= 16 ? (2, 3, 2) : (6, 5, 4)
