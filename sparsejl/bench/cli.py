@@ -144,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("sparsejl-bench: --repeats must be at least 5", file=sys.stderr)
         return 2
     from . import env, peers, report, suites, threads
-    from .sweep import run
+    from .sweep import WARM_CALLS, WARM_S, run
 
     if args.list:
         threads.pin(args.threads)
@@ -205,7 +205,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             banner.append(f"**Machine not quiet**: load average {load[0]:.2f} at start, "
                           "so other work shared the cores; timings are indicative only.")
         meta = dict(title=f"sparsejl benchmark ({suite})", suite=suite, cases=len(cases),
-                    backends=backends, repeats=args.repeats, warmup=args.warmup, wall_s=wall,
+                    backends=backends, repeats=args.repeats, warmup=args.warmup, warm_s=WARM_S,
+                    warm_calls=WARM_CALLS, wall_s=wall,
                     threads=args.threads, banner=" ".join(banner),
                     command="sparsejl-bench " + " ".join(map(shlex.quote, sys.argv[1:]
                                                               if argv is None else argv)))

@@ -123,7 +123,9 @@ def blocks(records: Sequence[dict], env: dict, meta: dict, verdicts, plot_files)
         out.append(("p", meta["banner"]))
     out.append(("p", f"Suite `{meta.get('suite')}`: {meta.get('cases')} cases × "
                      f"{len(meta.get('backends', []))} backends, {meta.get('repeats')} timed "
-                     f"samples after {meta.get('warmup')} warm-up call(s) per measurement; "
+                     f"samples after {meta.get('warmup')} warm-up call(s) per measurement"
+                     + (f" (continued up to {meta['warm_calls']} calls while less than "
+                        f"{meta['warm_s']:g} s had passed)" if meta.get("warm_s") else "") + "; "
                      f"wall time {meta.get('wall_s', 0):.0f} s. Every result was checked "
                      "against a float64 SciPy reference before it was timed; the median is "
                      "reported. Command: `" + meta.get("command", "") + "`"))

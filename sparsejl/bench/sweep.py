@@ -75,6 +75,11 @@ RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", 
 MIN_SAMPLE_S = 2e-3
 #: Memory is measured by one more call only where that call is cheaper than this.
 MEMORY_CALL_S = 0.5
+#: Warm-up lasts at least this long (or WARM_CALLS calls), beyond the asked-for warm-up calls:
+#: on this VM the first calls after another library ran can take twice as long (fresh output
+#: memory faulted in), and a fixed count of one or two calls did not cover that.
+WARM_S = 0.2
+WARM_CALLS = 20
 #: Longest pause before timing a backend, so that the previous library's threads have gone
 #: idle; the pause is the previous library's ``spin_s`` up to this.
 SETTLE_S = 0.25
@@ -123,11 +128,13 @@ class _Timer:
             self.fn()  # leaves the operands loaded where the contender times them
             self.warmup = warmup
             return
-        one = self.first_s
-        for _ in range(max(warmup, 1)):  # the last warm-up call sizes the samples
+        one, calls, start = self.first_s, 0, time.perf_counter()
+        while calls < max(warmup, 1) or (calls < WARM_CALLS and
+                                         time.perf_counter() - start < WARM_S):
             t0 = time.perf_counter()
             self.fn()
-            one = time.perf_counter() - t0
+            one = time.perf_counter() - t0  # the last warm-up call sizes the samples
+            calls += 1
         if one < MIN_SAMPLE_S:
             self.number = min(1000, math.ceil(MIN_SAMPLE_S / max(one, 1e-7)))
 
