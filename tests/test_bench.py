@@ -2,6 +2,7 @@
 report. No timing is asserted anywhere: only that measurements happen and are reported."""
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -32,6 +33,21 @@ class Wrong(peers.Contender):
             C = np.asarray(A @ B).copy()
             C[0, 0] += 1.0
             return C
+        return f
+
+
+class SlowFirstCall(peers.Contender):
+    """A correct product whose first call takes 0.3 s, as a kernel compiled on first use does."""
+    name, library = "slowfirst:csr", "test"
+
+    def prepare(self, case, A, B):
+        calls = []
+
+        def f():
+            calls.append(1)
+            if len(calls) == 1:
+                time.sleep(0.3)
+            return np.asarray(A @ B)
         return f
 
 
@@ -260,6 +276,11 @@ def test_a_call_over_max_call_s_is_skipped_and_so_are_denser_cases_of_its_line()
     assert recs[0]["status"] == "skipped" and "max_call_s" in recs[0]["reason"]
     assert len(recs[0]["times_s"]) == 1 and recs[0]["median_s"] is None
     assert recs[1]["status"] == "skipped" and "higher densities" in recs[1]["reason"]
+
+
+def test_a_slow_first_call_is_timed_again_before_max_call_s_skips_it():
+    (rec,) = run([TINY_CSR], [SlowFirstCall()], max_call_s=0.1)
+    assert rec["status"] == "ok" and len(rec["times_s"]) == 5  # timed, not skipped
 
 
 def test_break_even_is_where_speedup_falls_through_one():
