@@ -1,15 +1,16 @@
 /* The Python -> Julia call path in C: what costs ~1 µs per step through ctypes costs nanoseconds here.
 
-   run(args, capacity, box, go, done, fptr, head, arrays) -> status
+   run(args, capacity, box, go, done, fptr, head, arrays[, spin_s]) -> status
 
    Writes `head` (a tuple of ints) and then the data pointer of each NumPy array in `arrays` into
    the int64 buffer at address `args` (room for `capacity` slots), and runs the job `fptr` on it:
    - box == 0: calls fptr(args) on this thread (a Julia that this thread may enter directly);
    - else hands it to Julia's owner thread through the mailbox of docs/abi.md: box[0..3] =
-     fptr, args, status, flag; posts the semaphore `go`, then waits on `done`: a short spin, then
-     50 ms slices in which Python's signal handlers run. A handler that raises (Ctrl-C) ends the
-     wait with its exception while Julia still works on the job; the caller keeps the buffers
-     alive until `done` is posted (runtime.py).
+     fptr, args, status, flag; posts the semaphore `go`, then waits on `done`: a short spin
+     (SPIN_TRIES polls, and on until `spin_s` seconds, a float >= 0, have passed since the
+     hand-over: for jobs that wait on a GPU), then 50 ms slices in which Python's signal handlers
+     run. A handler that raises (Ctrl-C) ends the wait with its exception while Julia still works
+     on the job; the caller keeps the buffers alive until `done` is posted (runtime.py).
    The GIL is released while Julia runs. Arrays must be C-contiguous NumPy arrays (checked). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,6 +18,7 @@
 #include <numpy/arrayobject.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
@@ -59,11 +61,21 @@ static int fill(int64_t *args, Py_ssize_t capacity, PyObject *head, PyObject *ar
     return 0;
 }
 
-/* 0 when `done` was posted; -1 with a Python exception set when a signal handler raised. */
-static int wait_done(sem_t *done) {
+static double seconds_since(const struct timespec *t0) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+}
+
+/* 0 when `done` was posted; -1 with a Python exception set when a signal handler raised.
+   Spins (no signal checks) for SPIN_TRIES polls and until `spin_s` seconds have passed. */
+static int wait_done(sem_t *done, double spin_s) {
     int posted = 0;
+    struct timespec t0;
     PyThreadState *ts = PyEval_SaveThread();
+    if (spin_s > 0) clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < SPIN_TRIES && !posted; i++) posted = sem_trywait(done) == 0;
+    while (!posted && spin_s > 0 && seconds_since(&t0) < spin_s) posted = sem_trywait(done) == 0;
     while (!posted) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -81,8 +93,9 @@ static int wait_done(sem_t *done) {
 }
 
 static PyObject *run(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 8) {
-        PyErr_SetString(PyExc_TypeError, "run takes 8 arguments: args, capacity, box, go, done, fptr, head, arrays");
+    if (argc != 8 && argc != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run takes 8 or 9 arguments: args, capacity, box, go, done, fptr, head, arrays[, spin_s]");
         return NULL;
     }
     int64_t *args = address(argv[0]);
@@ -90,7 +103,12 @@ static PyObject *run(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     volatile int64_t *box = address(argv[2]);
     sem_t *go = address(argv[3]), *done = address(argv[4]);
     job_fn fptr = (job_fn)address(argv[5]);
+    double spin_s = argc == 9 ? PyFloat_AsDouble(argv[8]) : 0.0;
     if (PyErr_Occurred()) return NULL;
+    if (!(spin_s >= 0 && spin_s < INFINITY)) { /* NaN fails both */
+        PyErr_Format(PyExc_ValueError, "spin_s must be a finite number of seconds >= 0, not %R", argv[8]);
+        return NULL;
+    }
     if (fptr == NULL || args == NULL) {
         PyErr_SetString(PyExc_ValueError, "null job or argument buffer");
         return NULL;
@@ -109,7 +127,7 @@ static PyObject *run(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
         box[2] = 0;
         box[3] = 1;
         sem_post(go);
-        if (wait_done(done) < 0) return NULL;
+        if (wait_done(done, spin_s) < 0) return NULL;
         status = (int32_t)box[2];
     }
     return PyLong_FromLong(status);

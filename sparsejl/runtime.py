@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -46,6 +47,7 @@ _STATUS_FORKED = -1  # the call path saw a fork that Python's at-fork hook did n
 _ERRCAP = 4096
 _SLOTS = 64  # int64 slots of a job's argument buffer
 _SPIN_TRIES = 64  # sem_trywait polls before sleeping: a warm job returns within a few µs
+# (a call's `spin_s` keeps polling longer, for jobs that wait on a GPU: docs/abi.md)
 _WAIT_SLICE_S = 0.05  # a sleeping caller wakes this often to let Python see Ctrl-C
 
 
@@ -194,14 +196,22 @@ class Runtime:
             ptr = self._entries[key] = int(out[0])
         return ptr
 
-    def call(self, key: str, slots, keepalive=(), *, arrays=()) -> None:
+    def call(self, key: str, slots, keepalive=(), *, arrays=(), spin_s: float = 0.0) -> None:
         """Run the job `key` on `slots` (ints: sizes and pointers) followed by the data pointers
         of `arrays` (C-contiguous NumPy arrays). Raises on a Julia error.
 
         `arrays` and `keepalive` (whatever else the pointers in `slots` point into) stay alive
         until Julia is done with them, even when the caller is interrupted and leaves early.
+
+        `spin_s`: seconds for which the waiting thread keeps polling for the job's end (GIL
+        released) before it sleeps. A sleeping caller sees the end ~150 µs late, which matters
+        for jobs that wait on a GPU for ~1 ms; it costs a core while it spins, so leave it 0
+        (a few µs of polling, as every call does) for CPU jobs, whose Julia threads need the
+        cores. Ctrl-C is seen once the spin ends (C call path) or between polls (ctypes path).
         """
-        self._run(self.entry(key), tuple(slots), tuple(arrays), keepalive)
+        if spin_s and not 0.0 < spin_s < math.inf:
+            raise ValueError(f"spin_s must be a finite number of seconds >= 0, not {spin_s!r}")
+        self._run(self.entry(key), tuple(slots), tuple(arrays), keepalive, spin_s)
 
     def call_arrays(self, key: str, slots: tuple, arrays: tuple) -> None:
         """`call(key, slots, arrays=arrays)` for tuples, with less Python on the way."""
@@ -215,7 +225,7 @@ class Runtime:
                                            ctypes.addressof(out), len(out)), (), (src, out))
         return out.value.decode(errors="replace")
 
-    def _run(self, fptr: int, slots: tuple, arrays: tuple, keepalive=()) -> None:
+    def _run(self, fptr: int, slots: tuple, arrays: tuple, keepalive=(), spin_s: float = 0.0) -> None:
         if self.forked:
             raise RuntimeError(FORKED)
         if self._owner is None and self._direct_thread not in (None, threading.get_ident()):
@@ -227,9 +237,9 @@ class Runtime:
         try:
             try:
                 if self._c_run is not None:
-                    status = self._c_run(fptr, self._head + slots, arrays)
+                    status = self._c_run(fptr, self._head + slots, arrays, spin_s)
                 else:
-                    status = self._run_ctypes(fptr, self._head + slots + tuple(a.ctypes.data for a in arrays))
+                    status = self._run_ctypes(fptr, self._head + slots + tuple(a.ctypes.data for a in arrays), spin_s)
             except BaseException:
                 if self._owner is None or self.box[1] == 0:  # raised before Julia had the job
                     raise
@@ -249,7 +259,7 @@ class Runtime:
         if status:
             raise JuliaError(message)
 
-    def _run_ctypes(self, fptr: int, args: tuple) -> int:
+    def _run_ctypes(self, fptr: int, args: tuple, spin_s: float = 0.0) -> int:
         """The C module's `run`, step by step through ctypes (slower: ~1 µs per pointer)."""
         if os.getpid() != self._pid:
             return _STATUS_FORKED
@@ -262,7 +272,11 @@ class Runtime:
             return _JOB(fptr)(self._args.ctypes.data)
         box[0], box[1], box[2], box[3] = fptr, self._args.ctypes.data, 0, 1
         libc.sem_post(ctypes.addressof(self.go))
+        spin_until = time.monotonic() + spin_s if spin_s else 0.0
         for _ in range(_SPIN_TRIES):
+            if libc.sem_trywait(done) == 0:
+                return box[2]
+        while time.monotonic() < spin_until:  # the caller asked to spin longer (a GPU job)
             if libc.sem_trywait(done) == 0:
                 return box[2]
         while not self._wait_slice(done):

@@ -14,7 +14,10 @@ of docs/abi.md.
   code as the "cupy" backend, 3x faster than cuSPARSE's Blocked-ELL SpMM on an H200 and with no
   conversion of A. cuSPARSE's Blocked-ELL (`alg=CUSPARSE_SPMM_BLOCKED_ELL_ALG1` or `blocked_ell=`)
   and BSR (`alg=CUSPARSE_SPMM_BSR_ALG1`) SpMM stay selectable. float32/float64: BSR_ALG1.
-* CSR SpGEMM: cusparseSpGEMM in two jobs (compute, then copy into arrays CuPy allocates).
+* CSR SpGEMM: cusparseSpGEMM in two jobs (compute, then copy into arrays CuPy allocates). The
+  compute job waits ~1 ms for the GPU to count nnz(C): the caller spins through both jobs'
+  waits (`runtime.Runtime.call`'s `spin_s`), as CuPy's thread does inside cuSPARSE, instead of
+  sleeping and waking ~150 µs late (docs/gpu-notes.md, "julia-cuda CSR SpGEMM").
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ VALIDATES_CONTENT = False  # indices live on the device; the caller's check_form
 CUSPARSE_SPMM_ALG_DEFAULT = 0
 CUSPARSE_SPMM_BLOCKED_ELL_ALG1 = 13
 CUSPARSE_SPMM_BSR_ALG1 = 14
+
+SPGEMM_SPIN_S = 0.01  # the caller's spin on SpGEMM's jobs; a late wake-up (~0.3 ms) is < 3 % of a longer job
 
 _init_lock = threading.Lock()
 _initialised: dict = {}  # device ordinal -> (cuSPARSE version, driver version)
@@ -178,7 +183,7 @@ def spgemm(A, B):
     res = np.zeros(2, dtype=np.int64)
     indptr = cupy.empty(m + 1, dtype=idx)  # before the compute job: the GPU waits on what runs between the jobs
     rt.call(key, [dev, stream, m, k, n, len(ja), _ptr(ia), _ptr(ja), _ptr(da), len(jb), _ptr(ib), _ptr(jb),
-                  _ptr(db), res.ctypes.data], (ia, ja, da, ib, jb, db, res))
+                  _ptr(db), res.ctypes.data], (ia, ja, da, ib, jb, db, res), spin_s=SPGEMM_SPIN_S)
     state, nnz = int(res[0]), int(res[1])
     try:
         indices = cupy.empty(nnz, dtype=idx)
@@ -187,7 +192,7 @@ def spgemm(A, B):
         rt.call("cuda_csr_spgemm_release", [dev, stream, state])
         raise
     rt.call("cuda_csr_spgemm_copy", [dev, stream, state, _ptr(indptr), _ptr(indices), _ptr(data)],
-            (ia, ja, da, ib, jb, db, indptr, indices, data))
+            (ia, ja, da, ib, jb, db, indptr, indices, data), spin_s=SPGEMM_SPIN_S)
     if work == out and idx == np.int32:
         # cuSPARSE writes each row's columns sorted and merged: canonical already
         return csp.csr_matrix((data, indices, indptr), shape=(m, n))

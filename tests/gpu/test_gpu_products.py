@@ -377,3 +377,30 @@ def test_values_changed_in_place_are_seen(gpu, name, b, seed):
     ref = host @ cupy.asnumpy(B).astype(np.float64)
     got = cupy.asnumpy(mod.spmm(A, B)).astype(np.float64)
     assert np.abs(got - ref).max() <= TOL["float16"] * np.abs(ref).max(), f"seed {seed}"
+
+
+def test_julia_cuda_spgemm_spins_through_its_gpu_waits(gpu, seed, monkeypatch):
+    """SpGEMM's compute and copy jobs wait on the GPU: the caller spins through them (the
+    runtime's `spin_s`) rather than sleeping; SpMM's jobs keep the default short poll."""
+    cupy = gpu
+    mod = _backend("julia-cuda")
+    from sparsejl import runtime
+    rt, seen = runtime.get(), []
+    real = rt.call
+
+    def call(key, *args, spin_s=0.0, **kw):
+        seen.append((key.split(":")[0], spin_s))
+        return real(key, *args, spin_s=spin_s, **kw)
+
+    monkeypatch.setattr(rt, "call", call)
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(np.float32)
+    A, B = random_csr(rng, 200, 150, 0.05, dt), random_csr(rng, 150, 120, 0.05, dt)
+    C = mod.spgemm(to_gpu(cupy, A, dt), to_gpu(cupy, B, dt))
+    Ch = sp.csr_matrix((cupy.asnumpy(C.data).astype(np.float64), cupy.asnumpy(C.indices),
+                        cupy.asnumpy(C.indptr)), shape=C.shape)
+    assert rel_err(Ch.toarray(), (f64(A) @ f64(B)).toarray()) <= TOL["float32"], f"seed={seed}"
+    mod.spmm(to_gpu(cupy, A, dt), cupy.asarray(random_dense(rng, 150, 8, dt)))
+    spins = dict(seen)
+    assert spins["cuda_csr_spgemm_compute"] == spins["cuda_csr_spgemm_copy"] == mod.SPGEMM_SPIN_S > 0
+    assert spins["cuda_csr_spmm"] == 0.0
