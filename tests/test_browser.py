@@ -201,7 +201,9 @@ def test_explorer_runs_in_chromium(page):
         _no_error_shown(page)
 
         # a GPU benchmark report (the committed one), loaded by path: explored without a GPU
-        gpu = sorted((ROOT / "benchmarks" / "results").glob("gpu-*.json"))
+        # (the newest with SpMM cases: a SpGEMM-only record has no dense baseline to plot)
+        gpu = sorted(p for p in (ROOT / "benchmarks" / "results").glob("gpu-*.json")
+                     if '"op": "spmm"' in p.read_text())
         if gpu:
             before = page.locator(".sjl-plot").get_attribute("src")
             page.locator(".sjl-load-path input").fill(str(gpu[-1]))
