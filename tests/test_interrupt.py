@@ -20,7 +20,9 @@ rng = np.random.default_rng(0)
 A = sp.bsr_array(rng.standard_normal((2048, 2048)), blocksize=(64, 64))
 B = rng.standard_normal((2048, 64))
 sparsejl.spmm(A, B, backend="julia")
-t = time.perf_counter(); sparsejl.spmm(A, B, backend="julia"); one = time.perf_counter() - t
+one = float("inf")
+for _ in range(3):  # the fastest of three: one slow sample must not shorten the long call
+    t = time.perf_counter(); sparsejl.spmm(A, B, backend="julia"); one = min(one, time.perf_counter() - t)
 B = rng.standard_normal((2048, max(64, int(64 * 2.0 / one))))       # a call of about 2 s
 """
 
