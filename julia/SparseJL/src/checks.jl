@@ -40,14 +40,7 @@ function compressed_problem(nrows::Integer, ncols::Integer, indptr::AbstractVect
            "$(what)indices holds $(length(indices)) entries, fewer than nnz = $nnz")
     first = indptr[1]
     @check first == 0 "$(what)indptr[0] is $first, expected 0"
-    if !nondecreasing(indptr)                # vectorised scan first; locate the fault after
-        prev = first
-        for p in 2:length(indptr)
-            v = indptr[p]
-            @check v >= prev "$(what)indptr decreases at position $(p-1) ($prev then $v)"
-            prev = v
-        end
-    end
+    @forward decrease_problem(indptr, what)
     prev = indptr[end]
     @check prev <= nnz "$(what)indptr ends at $prev, past the $nnz stored $(entry)s"
     if !all_below(indices, Int(prev), ncols)
@@ -67,6 +60,18 @@ function nondecreasing(v::AbstractVector)
         ok &= v[p] >= v[p-1]
     end
     return ok
+end
+
+"Where `indptr` decreases first, as a message, or `nothing` (a vectorised scan first)."
+function decrease_problem(indptr::AbstractVector, what::AbstractString)
+    nondecreasing(indptr) && return nothing
+    prev = indptr[1]
+    for p in 2:length(indptr)
+        v = indptr[p]
+        @check v >= prev "$(what)indptr decreases at position $(p-1) ($prev then $v)"
+        prev = v
+    end
+    return nothing
 end
 
 "Whether `0 <= v[p] < bound` for `p in 1:len` (branch-free, so it vectorises)."

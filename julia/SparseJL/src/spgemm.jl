@@ -139,12 +139,8 @@ function output_problem(m::Integer, n::Integer, indptrC, indicesC, nC::Integer;
            "C: indptr has length $(length(indptrC)), expected $(m + 1) (one more than the $m $(unit)s)")
     first = indptrC[1]
     @check first == 0 "C: indptr[0] is $first, expected 0"
-    prev = first
-    for p in 2:length(indptrC)
-        v = indptrC[p]
-        @check v >= prev "C: indptr decreases at position $(p-1) ($prev then $v)"
-        prev = v
-    end
+    @forward decrease_problem(indptrC, "C: ")
+    prev = indptrC[end]
     @check(prev == length(indicesC) == nC,
            "C: indptr ends at $prev but indices holds $(length(indicesC)) and data $nC entries")
     @check(n == 0 || n - 1 <= typemax(eltype(indicesC)),

@@ -18,8 +18,7 @@ union_pays(nnzB::Integer, k::Integer, n::Integer) =
 function row_bitmaps(k::Int, n::Int, indptrB, indicesB)
     nw = nwords(n)
     bits = zeros(UInt64, nw * k)
-    cumwork = r -> Int(@inbounds indptrB[r+1]) + r
-    foreach_rowchunk(cumwork, k, Int(indptrB[k+1])) do lo, hi
+    foreach_rowchunk(stored_work(indptrB), k, Int(indptrB[k+1])) do lo, hi
         @inbounds for j in lo:hi, q in Int(indptrB[j])+1:Int(indptrB[j+1])
             col = Int(indicesB[q])
             w = (j - 1) * nw + (col >> 6) + 1
@@ -69,8 +68,7 @@ end
 
 function union_symbolic!(indptrC, m::Int, n::Int, indptrA, indicesA, bits)
     nw = nwords(n)
-    cumwork = r -> Int(@inbounds indptrA[r+1]) + r
-    foreach_rowchunk(cumwork, m, widemul(Int(indptrA[m+1]), nw)) do lo, hi
+    foreach_rowchunk(stored_work(indptrA), m, widemul(Int(indptrA[m+1]), nw)) do lo, hi
         row = Vector{UInt64}(undef, nw)
         for i in lo:hi
             @inbounds indptrC[i+1] = union_count!(row, bits, nw, n, i, indptrA, indicesA)
@@ -110,8 +108,7 @@ function dense_numeric!(indicesC, dataC::Vector{T}, m::Int, n::Int, indptrA::Vec
     bits = row_bitmaps(k, n, indptrB, indicesB)
     nw = nwords(n)
     firstbad = Threads.Atomic{Int}(typemax(Int))
-    cumwork = r -> Int(@inbounds indptrA[r+1]) + r
-    foreach_rowchunk(cumwork, m, widemul(Int(indptrA[m+1]), nw)) do lo, hi
+    foreach_rowchunk(stored_work(indptrA), m, widemul(Int(indptrA[m+1]), nw)) do lo, hi
         row = Vector{UInt64}(undef, nw)
         @inbounds for i in lo:hi
             union_count!(row, bits, nw, n, i, indptrA, indicesA) == n ||

@@ -82,8 +82,7 @@ end
 function csr_spmm_aligned!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
     m = size(A, 1)
     n = size(Bt, 1)
-    indptr = A.indptr
-    cumwork = r -> Int(@inbounds indptr[r+1]) + r
+    cumwork = stored_work(A.indptr)
     if n == 1
         foreach_rowchunk((lo, hi) -> csr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, m, nnz(A))
     else

@@ -2,6 +2,9 @@
 # work, where the work of rows 1:r is `cumwork(r)`; balancing by stored entries rather than by row
 # count keeps one dense row from stalling a whole thread.
 
+"Work of the first `r` rows of a compressed structure: their stored entries, plus one per row."
+stored_work(indptr) = r -> Int(@inbounds indptr[r+1]) + r
+
 # Below this much work (roughly multiply-adds) threads cost more than they save.
 const SERIAL_WORK = Ref(1 << 15)
 
