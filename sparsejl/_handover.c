@@ -1,6 +1,6 @@
 /* The Python -> Julia call path in C: what costs ~1 µs per step through ctypes costs nanoseconds here.
 
-   run(args, capacity, box, go, done, fptr, head, arrays[, spin_s]) -> status
+   run(args, capacity, box, go, done, fptr, head, arrays, spin_s) -> status
 
    Writes `head` (a tuple of ints) and then the data pointer of each NumPy array in `arrays` into
    the int64 buffer at address `args` (room for `capacity` slots), and runs the job `fptr` on it:
@@ -93,9 +93,9 @@ static int wait_done(sem_t *done, double spin_s) {
 }
 
 static PyObject *run(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 8 && argc != 9) {
+    if (argc != 9) {
         PyErr_SetString(PyExc_TypeError,
-                        "run takes 8 or 9 arguments: args, capacity, box, go, done, fptr, head, arrays[, spin_s]");
+                        "run takes 9 arguments: args, capacity, box, go, done, fptr, head, arrays, spin_s");
         return NULL;
     }
     int64_t *args = address(argv[0]);
@@ -103,7 +103,7 @@ static PyObject *run(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
     volatile int64_t *box = address(argv[2]);
     sem_t *go = address(argv[3]), *done = address(argv[4]);
     job_fn fptr = (job_fn)address(argv[5]);
-    double spin_s = argc == 9 ? PyFloat_AsDouble(argv[8]) : 0.0;
+    double spin_s = PyFloat_AsDouble(argv[8]);
     if (PyErr_Occurred()) return NULL;
     if (!(spin_s >= 0 && spin_s < INFINITY)) { /* NaN fails both */
         PyErr_Format(PyExc_ValueError, "spin_s must be a finite number of seconds >= 0, not %R", argv[8]);
