@@ -135,6 +135,15 @@ def _text(page, sel):
     return page.locator(sel).inner_text()
 
 
+def _set_tokens(page, n, shape):
+    """Type `n` tokens and wait until the shape line shows `shape` (e.g. '256×32')."""
+    tokens = page.locator(".sjl-tokens input")
+    tokens.fill(str(n))
+    tokens.press("Enter")
+    page.wait_for_function("(s) => document.querySelector('.sjl-shape').innerText.includes(s)",
+                           arg=shape)
+
+
 def _wait_text(page, sel, words, timeout_ms):
     page.wait_for_function(
         "([sel, words]) => { const e = document.querySelector(sel);"
@@ -168,10 +177,7 @@ def test_explorer_runs_in_chromium(page):
         page.locator(".sjl-layer select").select_option(label="ffn.up  (1024×256)")
         page.locator(".sjl-pattern select").select_option(label="block 16×16")
         page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('1024×256')")
-        tokens = page.locator(".sjl-tokens input")
-        tokens.fill("32")
-        tokens.press("Enter")
-        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×32')")
+        _set_tokens(page, 32, "256×32")
         before_plot = page.locator(".sjl-plot").get_attribute("src") or ""
         _run_to_the_end(page)
         # the plot is a new image
@@ -228,10 +234,7 @@ def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
         # a longer sweep: BERT-base's FFN up-projection (3072×768) on 512 tokens
         page.locator(".sjl-model select").select_option(label="BERT-base")
         page.locator(".sjl-layer select").select_option(label="ffn.up  (3072×768)")
-        tokens = page.locator(".sjl-tokens input")
-        tokens.fill("512")
-        tokens.press("Enter")
-        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('768×512')")
+        _set_tokens(page, 512, "768×512")
         page.locator(".sjl-run").click()
         page.wait_for_function("() => !document.querySelector('.sjl-stop').disabled", timeout=30_000)
         # press Stop once the first measurement is in: what was measured must stay
@@ -249,10 +252,7 @@ def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
         # and it runs again after a stop (a small layer, to keep the test short)
         page.locator(".sjl-model select").select_option(label="BERT-mini")
         page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
-        tokens = page.locator(".sjl-tokens input")
-        tokens.fill("16")
-        tokens.press("Enter")
-        page.wait_for_function("() => document.querySelector('.sjl-shape').innerText.includes('256×16')")
+        _set_tokens(page, 16, "256×16")
         page.locator(".sjl-run").click()   # fast: it may be over before Stop could be seen enabled
         _wait_text(page, ".sjl-status", ["Done", "failed"], 150_000)
         assert "Done" in _text(page, ".sjl-status")
