@@ -74,10 +74,30 @@ function decrease_problem(indptr::AbstractVector, what::AbstractString)
     return nothing
 end
 
-"Whether `0 <= v[p] < bound` for `p in 1:len` (branch-free, so it vectorises)."
+"""
+Whether `0 <= v[p] < bound` for `p in 1:len`: a vectorised scan, split over Julia's threads (for
+one column of B, a serial scan of the indices took a third of the product's time).
+"""
 function all_below(v::AbstractVector, len::Int, bound::Integer)
+    ok = Threads.Atomic{Bool}(true)
+    foreach_rowchunk(identity, len, len) do lo, hi
+        all_below(v, lo:hi, bound) || (ok[] = false)
+    end
+    return ok[]
+end
+
+# The largest index seen as unsigned, where a negative one wraps to the top half.
+function all_below(v::AbstractVector{T}, ps::UnitRange{Int}, bound::Integer) where {T<:Base.BitInteger}
+    top = zero(unsigned(T))
+    @inbounds @simd for p in ps
+        top = max(top, v[p] % unsigned(T))
+    end
+    return bound > 0 && top < unsigned(bound)
+end
+
+function all_below(v::AbstractVector, ps::UnitRange{Int}, bound::Integer)
     ok = true
-    @inbounds @simd for p in 1:len
+    @inbounds @simd for p in ps
         j = v[p]
         ok &= (j >= 0) & (j < bound)
     end

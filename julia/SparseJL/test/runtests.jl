@@ -149,6 +149,22 @@ end
     @test Ct ≈ rowmajor(Matrix(A) * ones(4, 3))
 end
 
+@testset "one column of B: the scalar and the gather kernel" begin
+    limit = SparseJL.SPMV_GATHER_BYTES[]
+    for bytes in (limit, 0)                  # 0: every A takes the gather kernel
+        SparseJL.SPMV_GATHER_BYTES[] = bytes
+        for (TvA, Ti, TvB) in ((Float32, Int32, Float32), (Float64, Int64, Float32), (Int32, Int32, Float64))
+            for (m, k, density) in ((1, 1, 1.0), (9, 5, 0.6), (300, 70, 0.2), (64, 2000, 0.05))
+                A = randcsr(TvA, Ti, m, k, density; dups=true)
+                x = TvB <: Integer ? rand(TvB(-2):TvB(2), k) : randn(TvB, k)
+                Tc = promote_type(TvA, TvB)
+                @test close(spmm(A, x), Float64.(Matrix(A)) * Float64.(x), Tc)
+            end
+        end
+    end
+    SparseJL.SPMV_GATHER_BYTES[] = limit
+end
+
 @testset "BSR SpMM" begin
     for b in (1, 2, 3, 4, 5, 8, 16, 32, 64)
         mb, kb = b >= 32 ? (3, 2) : (7, 5)
