@@ -79,20 +79,11 @@ function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::Abstract
     return with_aligned(B -> csr_spmm_aligned!(Ct, A, B), Bt, widemul(nnz(A), n))
 end
 
-# One column of B: LLVM vectorises the @simd kernel with gathers, which pay only while A streams
-# from memory; while A's entries fit in cache, four scalar accumulators are 1.3–1.8× faster.
-# Measured on the 2-core development machine (2 threads, 32 MiB L3, float32): the scalar kernel
-# was faster up to 18 MB of A (indices + values), the two within 10 % at 33–36 MB, the gathers
-# 15 % faster at 180 MB.
-const SPMV_GATHER_BYTES = Ref(24 << 20)
-
 function csr_spmm_aligned!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
     m = size(A, 1)
     n = size(Bt, 1)
     cumwork = stored_work(A.indptr)
-    if n == 1 && sizeof(A.indices) + sizeof(A.data) > SPMV_GATHER_BYTES[]
-        foreach_rowchunk((lo, hi) -> csr_spmv_rows_simd!(Ct, A, Bt, lo, hi), cumwork, m, nnz(A))
-    elseif n == 1
+    if n == 1
         foreach_rowchunk((lo, hi) -> csr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, m, nnz(A))
     else
         foreach_rowchunk((lo, hi) -> csr_spmm_rows!(Ct, A, Bt, lo, hi), cumwork, m,
@@ -149,8 +140,18 @@ end
     end
 end
 
+# One column of B: LLVM vectorises the @simd kernel with gathers, which pay only while A streams
+# from memory; while A's entries fit in cache, four scalar accumulators are 1.3–1.8× faster.
+# Measured on the 2-core development machine (2 threads, 32 MiB L3, float32): the scalar kernel
+# was faster up to 18 MB of A (indices + values), the two within 10 % at 33–36 MB, the gathers
+# 15 % faster at 180 MB.
+const SPMV_GATHER_BYTES = Ref(24 << 20)
+
 function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
                         lo::Int, hi::Int) where {Tc}
+    if sizeof(A.indices) + sizeof(A.data) > SPMV_GATHER_BYTES[]
+        return csr_spmv_rows_simd!(Ct, A, Bt, lo, hi)
+    end
     indptr, indices, data = A.indptr, A.indices, A.data
     x = vec(Bt)
     @inbounds for i in lo:hi
