@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import select as _select_backend
-from .formats import VALUE_DTYPES, array_module, as_view, check_value_dtype
+from .formats import array_module, as_view, check_value_dtype
 
 
 def _on_gpu(a, b) -> bool:
@@ -33,8 +33,8 @@ def _dense_operand(B, k: int, backend):
 
 
 def _value_dtypes(backend):
-    """The value types `backend` takes: its own list (the GPU's 16-bit types), else float32/64."""
-    return getattr(backend, "VALUE_DTYPES", None) or VALUE_DTYPES
+    """The value types `backend` takes (each backend module names them; the GPU's include 16-bit)."""
+    return backend.VALUE_DTYPES
 
 
 def _sparse_operand(view, backend):
