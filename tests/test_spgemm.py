@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsejl
+from sparsejl import runtime
 from sparse_cases import CPU_BACKENDS, RTOL, random_bsr, random_csr
 
 
@@ -70,3 +71,36 @@ def test_gram_product_full_rows(dtype, rng):
     got = sparsejl.spgemm(W, WT, backend="julia")
     assert got.nnz == 48 * 48
     check_spgemm(got, W, WT, "csr", dtype)
+
+
+def test_one_pass_matches_counting_first(rng, monkeypatch):
+    """With sparse rows of B, Julia computes C in one pass into arrays with room for every
+    multiply-add and Python shrinks them to C's entries; switched off (counting rows first), the
+    same product comes out entry for entry."""
+    A = random_csr(rng, 300, 200, 0.05, dtype=np.float32, shuffle=True, duplicates=True)
+    B = random_csr(rng, 200, 5000, 0.01, dtype=np.float32, shuffle=True)
+    rt = runtime.get()
+    rooms = []
+    call = rt.call
+
+    def observe(key, slots, *args, **kwargs):
+        if key.startswith("csr_spgemm_numeric"):
+            rooms.append(slots[-1])
+        return call(key, slots, *args, **kwargs)
+
+    monkeypatch.setattr(rt, "call", observe)
+    one = sparsejl.spgemm(A, B, backend="julia")
+    limit = rt.eval("SparseJL.ONEPASS_MAX_ROOM[]")
+    rt.eval("SparseJL.ONEPASS_MAX_ROOM[] = -1")
+    try:
+        counted = sparsejl.spgemm(A, B, backend="julia")
+    finally:
+        rt.eval(f"SparseJL.ONEPASS_MAX_ROOM[] = {limit}")
+    flops = np.diff(B.indptr)[A.indices]
+    room = sum(min(int(f.sum()), 5000) for f in np.split(flops, A.indptr[1:-1]))
+    assert rooms == [room, -1] and room > one.nnz > 0
+    assert one.indices.size == one.data.size == one.nnz
+    np.testing.assert_array_equal(one.indptr, counted.indptr)
+    np.testing.assert_array_equal(one.indices, counted.indices)
+    np.testing.assert_array_equal(one.data, counted.data)
+    check_spgemm(one, A, B, "csr", np.float32)

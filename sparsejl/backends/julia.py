@@ -62,18 +62,28 @@ def spgemm(A, B):
     b = A.blocksize
     m, kk, n = A.shape[0] // b, A.shape[1] // b, B.shape[1] // b
     indptr = np.empty(m + 1, dtype=np.int64)
+    # CSR may be computed in one pass into arrays with room for every multiply-add (Julia says
+    # how many, or -1 after counting C's rows into indptr), then shrunk to C's size.
+    room = np.full(1, -1, dtype=np.int64)
     rt.call(_key("csr_spgemm_symbolic", A.indices, B.indices),
-            [m, kk, n, *_structure(A), *_structure(B), _ptr(indptr)],
-            (A.indptr, A.indices, B.indptr, B.indices, indptr))
-    nnz = int(indptr[-1])
-    index_dtype = np.int32 if max(nnz, n) <= _INT32_MAX else np.int64  # SciPy's choice
+            [m, kk, n, *_structure(A), *_structure(B), _ptr(indptr),
+             _ptr(room) if A.format == "csr" else 0],
+            (A.indptr, A.indices, B.indptr, B.indices, indptr, room))
+    room = int(room[0])
+    size = room if room >= 0 else int(indptr[-1])
+    index_dtype = np.int32 if max(size, n) <= _INT32_MAX else np.int64  # SciPy's choice
     dtype = np.result_type(A.dtype, B.dtype)
-    indices = np.empty(nnz, dtype=index_dtype)
-    data = np.empty((nnz, b, b) if A.format == "bsr" else nnz, dtype=dtype)
+    indices = np.empty(size, dtype=index_dtype)
+    data = np.empty((size, b, b) if A.format == "bsr" else size, dtype=dtype)
     arrays = (A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, indptr, indices, data)
     head = [m, kk, n] if A.format == "csr" else [m, kk, n, b]
+    tail = [room] if A.format == "csr" else []
     rt.call(_key(f"{A.format}_spgemm_numeric", A.data, A.indices, B.data, B.indices, indices, data),
-            head + [len(A.indices), *map(_ptr, arrays[:3]), len(B.indices), *map(_ptr, arrays[3:])], arrays)
+            head + [len(A.indices), *map(_ptr, arrays[:3]), len(B.indices), *map(_ptr, arrays[3:])]
+            + tail, arrays)
+    if room >= 0:  # shrink in place (realloc) to C's entries
+        indices.resize(int(indptr[-1]), refcheck=False)
+        data.resize(int(indptr[-1]), refcheck=False)
     indptr = indptr.astype(index_dtype, copy=False)
     shape = (A.shape[0], B.shape[1])
     if A.format == "bsr":

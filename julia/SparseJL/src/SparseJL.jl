@@ -21,6 +21,7 @@ include("bsr.jl")
 include("spmm.jl")
 include("spgemm.jl")
 include("spgemm_dense.jl")
+include("spgemm_onepass.jl")
 include("cuda/cuda.jl")
 include("cabi.jl")
 

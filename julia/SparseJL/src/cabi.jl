@@ -11,7 +11,8 @@ module CABI
 using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem,
                   unchecked_spmm_rowmajor!, symbolic_problem, unchecked_spgemm_symbolic!,
                   numeric_problem, unchecked_spgemm_numeric!, bsr_numeric_problem,
-                  unchecked_bsr_spgemm_numeric!
+                  unchecked_bsr_spgemm_numeric!, operands_problem, onepass_room,
+                  onepass_product!
 
 const STATUS_OK, STATUS_INVALID, STATUS_JULIA = Cint(0), Cint(1), Cint(2)
 
@@ -173,7 +174,8 @@ function bsr_spmm_job(args::Ptr{Int64}, ::Type{TvA}, ::Type{Ti}, ::Type{TvB},
     return nothing
 end
 
-# csr_spgemm_symbolic: m, k, n, nnzA, indptrA, indicesA, nnzB, indptrB, indicesB, indptrC
+# csr_spgemm_symbolic: m, k, n, nnzA, indptrA, indicesA, nnzB, indptrB, indicesB, indptrC, room
+# (room: null, or an int64 that receives the one-pass room, or -1 once indptrC is filled)
 function csr_spgemm_symbolic_job(args::Ptr{Int64}, ::Type{TiA}, ::Type{TiB}) where {TiA,TiB}
     s = Slots(args)
     m, k, n = size!(s, 2, "m"), size!(s, 3, "k"), size!(s, 4, "n")
@@ -181,9 +183,12 @@ function csr_spgemm_symbolic_job(args::Ptr{Int64}, ::Type{TiA}, ::Type{TiB}) whe
     indptrA, indicesA = buffer!(s, TiA, 6, "A: indptr", m + 1), buffer!(s, TiA, 7, "A: indices", nnzA)
     indptrB, indicesB = buffer!(s, TiB, 9, "B: indptr", k + 1), buffer!(s, TiB, 10, "B: indices", nnzB)
     indptrC = buffer!(s, Int64, 11, "C: indptr", m + 1)
+    roomout = buffer!(s, Int64, 12, "room", slot(args, 12) == 0 ? 0 : 1)
     @forward problem(s)
     @forward symbolic_problem(indptrC, m, k, n, indptrA, indicesA, indptrB, indicesB)
-    unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+    room = isempty(roomout) ? -1 : onepass_room(m, n, indptrA, indicesA, indptrB)
+    room < 0 && unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+    isempty(roomout) || (roomout[1] = room)
     return nothing
 end
 
@@ -197,7 +202,9 @@ function output_indptr!(s::Slots, i::Int, rows::Int)
 end
 
 # csr_spgemm_numeric: m, k, n, nnzA, indptrA, indicesA, dataA, nnzB, indptrB, indicesB, dataB,
-#                     indptrC, indicesC, dataC
+#                     indptrC, indicesC, dataC, room
+# (room -1: indptrC holds C's structure; else indicesC and dataC hold the one-pass room and
+# indptrC is filled here)
 function csr_spgemm_numeric_job(args::Ptr{Int64}, ::Type{TvA}, ::Type{TiA}, ::Type{TvB},
                                 ::Type{TiB}, ::Type{TiC}, ::Type{TvC}) where {TvA,TiA,TvB,TiB,TiC,TvC}
     s = Slots(args)
@@ -207,9 +214,21 @@ function csr_spgemm_numeric_job(args::Ptr{Int64}, ::Type{TvA}, ::Type{TiA}, ::Ty
     dataA = buffer!(s, TvA, 8, "A: data", nnzA)
     indptrB, indicesB = buffer!(s, TiB, 10, "B: indptr", k + 1), buffer!(s, TiB, 11, "B: indices", nnzB)
     dataB = buffer!(s, TvB, 12, "B: data", nnzB)
-    indptrC, nC = output_indptr!(s, 13, m)
+    room = slot(args, 16)
+    if room < 0
+        indptrC, nC = output_indptr!(s, 13, m)
+    else
+        indptrC, nC = buffer!(s, Int64, 13, "C: indptr", m + 1), Int(room)
+    end
     indicesC, dataC = buffer!(s, TiC, 14, "C: indices", nC), buffer!(s, TvC, 15, "C: data", nC)
     @forward problem(s)
+    if room >= 0
+        @forward operands_problem(m, k, n, indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+        @check(n == 0 || n - 1 <= typemax(TiC),
+               "C: column indices up to $(n - 1) do not fit its index type $TiC")
+        return onepass_product!(indicesC, dataC, indptrC, m, n,
+                                indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+    end
     @forward numeric_problem(indicesC, dataC, indptrC, m, k, n,
                              indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     return unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m, n,

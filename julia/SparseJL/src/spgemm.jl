@@ -168,13 +168,19 @@ end
 
 function numeric_problem(indicesC, dataC, indptrC, m, k, n,
                          indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+    @forward operands_problem(m, k, n, indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+    return output_problem(m, n, indptrC, indicesC, length(dataC))
+end
+
+"A (m×k) and B (k×n) as operands of a numeric product: structure and values."
+function operands_problem(m, k, n, indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     @forward compressed_problem(m, k, indptrA, indicesA, length(indicesA); what="A: ")
     @forward compressed_problem(k, n, indptrB, indicesB, length(indicesB); what="B: ")
     @check(length(dataA) >= Int(indptrA[end]),
            "A: data holds $(length(dataA)) values, fewer than the $(indptrA[end]) stored")
     @check(length(dataB) >= Int(indptrB[end]),
            "B: data holds $(length(dataB)) values, fewer than the $(indptrB[end]) stored")
-    return output_problem(m, n, indptrC, indicesC, length(dataC))
+    return nothing
 end
 
 # Returns a message if indptrC turns out not to match the product (then those rows are unset).
@@ -190,7 +196,7 @@ function unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m::Integer, n::Inte
     firstbad = Threads.Atomic{Int}(typemax(Int))
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
         numeric_rows!(indicesC, dataC, indptrC, n, indptrA, indicesA, dataA,
-                      indptrB, indicesB, dataB, cum, lo, hi, firstbad)
+                      indptrB, indicesB, dataB, cum, lo, hi, firstbad, -1)
     end
     firstbad[] == typemax(Int) && return nothing
     return "C: indptr does not match the structure of A*B (first at row $(firstbad[] - 1))"
@@ -199,18 +205,26 @@ end
 "Whether a row of `count` entries among `n` columns is cheaper to emit by a scan than by sorting."
 dense_row(count::Int, n::Int) = 4 * count * (8 * sizeof(Int) - leading_zeros(count)) >= n
 
+"""
+Rows `lo:hi` of C. With `offset < 0` each row goes where `indptrC` says, and a row whose count
+differs is reported in `firstbad`. With `offset >= 0` (one pass, no structure known) the rows
+are packed one after another from `offset` (0-based) into `indicesC`/`dataC`, each given room
+for its multiply-adds (at most `n`), and each row's count is stored at `indptrC[i+1]`.
+"""
 function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
                        indptrA, indicesA, dataA, indptrB, indicesB, dataB, cum,
-                       lo::Int, hi::Int, firstbad) where {Tc}
+                       lo::Int, hi::Int, firstbad, offset::Int) where {Tc}
     TiC = eltype(indicesC)
     marker = zeros(Int, n)
     bits = zeros(UInt64, nwords(n))         # all zero between rows
     acc = zeros(Tc, n)                      # all zero between rows
     cols = Vector{Int}(undef, n + 4)        # a bitmap row's columns, in order
     pend = Int(indptrA[hi+1])
+    next = offset
     @inbounds for i in lo:hi
-        start, stop = Int(indptrC[i]), Int(indptrC[i+1])
         f = cum[i+1] - cum[i]
+        # `stop` bounds the row's room: exact with indptrC, an upper bound in one pass
+        start, stop = offset < 0 ? (Int(indptrC[i]), Int(indptrC[i+1])) : (next, next + min(f, n))
         if 2 * (stop - start) >= n
             # A dense row: accumulate without branches, counting new columns until all n are
             # seen (then the marker is no longer needed), and emit it by one scan in column order.
@@ -343,8 +357,8 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
                     acc[col] += a * convert(Tc, dataB[q])
                 end
             end
-            if pos == stop
-                sort!(view(indicesC, start+1:stop))
+            if pos <= stop                  # all columns recorded
+                sort!(view(indicesC, start+1:pos))
             end
             for q in start+1:min(pos, stop)
                 col = Int(indicesC[q]) + 1
@@ -355,9 +369,14 @@ function numeric_rows!(indicesC, dataC::AbstractVector{Tc}, indptrC, n::Int,
                 acc .= zero(Tc)
             end
         end
-        pos == stop || Threads.atomic_min!(firstbad, i)
+        if offset < 0
+            pos == stop || Threads.atomic_min!(firstbad, i)
+        else
+            indptrC[i+1] = pos - start
+            next = pos
+        end
     end
-    return nothing
+    return next
 end
 
 """
@@ -592,14 +611,24 @@ function spgemm(A::CSRMatrix{TvA,TiA}, B::CSRMatrix{TvB,TiB}) where {TvA,TiA,TvB
     m, k = size(A)
     size(B, 1) == k || throw(DimensionMismatch("A is $m×$k but B is $(size(B, 1))×$(size(B, 2))"))
     n = size(B, 2)
-    indptrC = Vector{Int64}(undef, m + 1)
-    spgemm_symbolic!(indptrC, m, k, n, A.indptr, A.indices, B.indptr, B.indices)
-    nC = Int(indptrC[end])
-    Ti = result_index_type(promote_type(TiA, TiB), nC, n)
     Tc = promote_type(TvA, TvB)
-    indicesC, dataC = Vector{Ti}(undef, nC), Vector{Tc}(undef, nC)
-    spgemm_numeric!(indicesC, dataC, indptrC, m, k, n,
-                    A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+    indptrC = Vector{Int64}(undef, m + 1)
+    throw_problem(operands_problem(m, k, n, A.indptr, A.indices, A.data, B.indptr, B.indices, B.data))
+    room = onepass_room(m, n, A.indptr, A.indices, B.indptr)
+    if room >= 0
+        Ti = result_index_type(promote_type(TiA, TiB), room, n)
+        indicesC, dataC = Vector{Ti}(undef, room), Vector{Tc}(undef, room)
+        throw_problem(onepass_product!(indicesC, dataC, indptrC, m, n, A.indptr, A.indices,
+                                       A.data, B.indptr, B.indices, B.data))
+        resize!(indicesC, indptrC[end]); resize!(dataC, indptrC[end])
+    else
+        spgemm_symbolic!(indptrC, m, k, n, A.indptr, A.indices, B.indptr, B.indices)
+        nC = Int(indptrC[end])
+        Ti = result_index_type(promote_type(TiA, TiB), nC, n)
+        indicesC, dataC = Vector{Ti}(undef, nC), Vector{Tc}(undef, nC)
+        spgemm_numeric!(indicesC, dataC, indptrC, m, k, n,
+                        A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+    end
     return CSRMatrix{Tc,Ti}(m, n, Vector{Ti}(indptrC), indicesC, dataC; check=false)
 end
 

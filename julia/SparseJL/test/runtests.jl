@@ -280,8 +280,9 @@ end
     @test Matrix(C) ≈ Matrix(A) * Matrix(B)
     # every numeric path (dense scan, bitmap emitted per word, bitmap gathered, sort; symbolic by
     # marker and by bitmap past 4096 columns), right and with one entry too many or too few
-    paths = Set{Symbol}()
-    for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05),
+    # (spgemm takes one pass where B is sparse: there the path follows each row's room, min(f, n))
+    paths, onepass_paths = Set{Symbol}(), Set{Symbol}()
+    for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05), (8, 40, 300, 0.6, 0.05),
                               (8, 10, 5000, 0.5, 0.02), (6, 5, 5000, 0.6, 0.002))
         A = randcsr(Float32, Int32, m, k, dA; dups=true, emptyrows=false)
         B = randcsr(Float32, Int32, k, n, dB; dups=true, emptyrows=false)
@@ -292,12 +293,23 @@ end
             push!(paths, 2c >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
                          8c >= n ? :words : :gather)
         end
+        if SparseJL.onepass_room(m, n, A.indptr, A.indices, B.indptr) >= 0
+            for f in flops
+                r = min(f, n)
+                push!(onepass_paths, 2r >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
+                                     8r >= n ? :words : :gather)
+            end
+        end
         C = spgemm(A, B)
         check_format(C)
         @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), Float32)
         @test all(i -> issorted(C.indices[C.indptr[i]+1:C.indptr[i+1]]; lt=<=), 1:m)
         ip = SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
                                        B.indptr, B.indices)
+        ind, dat = zeros(Int32, ip[end]), zeros(Float32, ip[end])   # two passes: the same C
+        SparseJL.spgemm_numeric!(ind, dat, ip, m, k, n, A.indptr, A.indices, A.data,
+                                 B.indptr, B.indices, B.data)
+        @test C.indptr == ip && C.indices == ind && C.data == dat
         r = findfirst(i -> ip[i+1] > ip[i], 1:m)
         for delta in (1, -1)
             bad = copy(ip); bad[r+1:end] .+= delta
@@ -313,6 +325,7 @@ end
         end
     end
     @test paths == Set([:dense, :words, :gather, :sort])
+    @test onepass_paths == Set([:dense, :words, :gather, :sort])
 end
 
 @testset "SpGEMM with full rows of C: bitmap union and SpMM against densified B" begin
@@ -529,40 +542,57 @@ csr_slots(A::CSRMatrix) = (nnz(A), addr(A.indptr), addr(A.indices), addr(A.data)
                                                (Float32, Int64, Float64, Int32, Int64, Float64))
             sym = entry("csr_spgemm_symbolic:$TiA,$TiB")
             num = entry("csr_spgemm_numeric:$TvA,$TiA,$TvB,$TiB,$TiC,$TvC")
-            for (m, k, n) in ((0, 3, 2), (4, 0, 3), (12, 9, 14)), density in (0.2, 0.7)
+            # onepass: whether the symbolic phase may answer with a room instead of counting
+            for (m, k, n) in ((0, 3, 2), (4, 0, 3), (12, 9, 14), (40, 30, 300)),
+                    density in (0.05, 0.2, 0.7), onepass in (false, true)
                 A = randcsr(TvA, TiA, m, k, density; dups=true)
                 B = randcsr(TvB, TiB, k, n, density; dups=true)
-                indptrC = fill(Int64(-7), m + 1)
-                status, msg = GC.@preserve A B indptrC cabi_call(sym, m, k, n,
-                    nnz(A), addr(A.indptr), addr(A.indices), nnz(B), addr(B.indptr), addr(B.indices), addr(indptrC))
+                indptrC, room = fill(Int64(-7), m + 1), Int64[-7]
+                status, msg = GC.@preserve A B indptrC room cabi_call(sym, m, k, n,
+                    nnz(A), addr(A.indptr), addr(A.indices), nnz(B), addr(B.indptr), addr(B.indices),
+                    addr(indptrC), onepass ? addr(room) : 0)
                 @test (status, msg) == (0, "")
-                nC = indptrC[end]
-                indicesC, dataC = Vector{TiC}(undef, nC), Vector{TvC}(undef, nC)
+                @test room[1] == (onepass ? SparseJL.onepass_room(m, n, A.indptr, A.indices, B.indptr) : -7)
+                onepass && room[1] >= 0 && (indptrC .= -7)   # filled by the numeric phase
+                counted = !onepass || room[1] < 0
+                size = counted ? indptrC[end] : room[1]
+                indicesC, dataC = Vector{TiC}(undef, size), Vector{TvC}(undef, size)
                 status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, m, k, n,
-                    csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+                    csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC),
+                    counted ? -1 : room[1])
                 @test (status, msg) == (0, "")
+                resize!(indicesC, indptrC[end]); resize!(dataC, indptrC[end])
                 C = CSRMatrix{TvC,TiC}(m, n, Vector{TiC}(indptrC), indicesC, dataC)
                 @test close(Matrix(C), Float64.(Matrix(A)) * Float64.(Matrix(B)), TvA)
                 @test SparseMatrixCSC(C) == spgemm(A, B) |> SparseMatrixCSC
             end
         end
+        # one pass with arrays of the wrong room: refused before anything is written
+        num = entry("csr_spgemm_numeric:Float64,Int32,Float64,Int32,Int32,Float64")
+        A, B = randcsr(Float64, Int32, 40, 30, 0.1), randcsr(Float64, Int32, 30, 300, 0.03)
+        room = SparseJL.onepass_room(40, 300, A.indptr, A.indices, B.indptr)
+        @test room > 0
+        indptrC, indicesC, dataC = zeros(Int64, 41), zeros(Int32, room - 1), zeros(room - 1)
+        @test GC.@preserve A B indptrC indicesC dataC cabi_call(num, 40, 30, 300,
+            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC), room - 1) ==
+            (1, "C: one pass needs room for $room entries, but indices holds $(room - 1) and data $(room - 1)")
+        @test all(iszero, indicesC) && all(iszero, indptrC)
         sym = entry("csr_spgemm_symbolic:Int32,Int32")
         A = randcsr(Float64, Int32, 3, 3, 1.0)
         B = CSRMatrix{Float64,Int32}(3, 3, Int32[0, 1, 0, 1], Int32[0], [1.0]; check=false)
         indptrC = zeros(Int64, 4)
         @test GC.@preserve A B indptrC cabi_call(sym, 3, 3, 3, nnz(A), addr(A.indptr), addr(A.indices),
-            1, addr(B.indptr), addr(B.indices), addr(indptrC)) ==
+            1, addr(B.indptr), addr(B.indices), addr(indptrC), 0) ==
             (1, "B: indptr decreases at position 2 (1 then 0)")
-        num = entry("csr_spgemm_numeric:Float64,Int32,Float64,Int32,Int32,Float64")
         B = randcsr(Float64, Int32, 3, 3, 1.0)
         indptrC = Int64[0, 1, 1, 2]                     # not what A*B gives
         indicesC, dataC = zeros(Int32, 2), zeros(2)
         status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, 3, 3, 3,
-            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC), -1)
         @test status == 1 && occursin("C: indptr does not match the structure of A*B", msg)
         indptrC = Int64[0, 3, 1, 2]
         status, msg = GC.@preserve A B indptrC indicesC dataC cabi_call(num, 3, 3, 3,
-            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC))
+            csr_slots(A)..., csr_slots(B)..., addr(indptrC), addr(indicesC), addr(dataC), -1)
         @test (status, msg) == (1, "C: indptr decreases at position 2 (3 then 1)")
     end
 
@@ -574,7 +604,8 @@ csr_slots(A::CSRMatrix) = (nnz(A), addr(A.indptr), addr(A.indices), addr(A.data)
             B = randbsr(Float32, Int32, kb, nb, b, 0.5; dups=true)
             indptrC = zeros(Int64, mb + 1)
             status, _ = GC.@preserve A B indptrC cabi_call(sym, mb, kb, nb, length(A.indices),
-                addr(A.indptr), addr(A.indices), length(B.indices), addr(B.indptr), addr(B.indices), addr(indptrC))
+                addr(A.indptr), addr(A.indices), length(B.indices), addr(B.indptr), addr(B.indices),
+                addr(indptrC), 0)
             @test status == 0
             nC = indptrC[end]
             indicesC, dataC = Vector{Int32}(undef, nC), Array{Float64}(undef, b, b, nC)
