@@ -280,9 +280,9 @@ end
     @test Matrix(C) ≈ Matrix(A) * Matrix(B)
     # every numeric path (dense scan, bitmap emitted per word, bitmap gathered, sort; symbolic by
     # marker and by bitmap past 4096 columns), right and with one entry too many or too few
-    # (spgemm takes one pass where B is sparse: there the path follows each row's room, min(f, n))
+    # (in one pass the path follows each row's room, min(f, n), instead of its count)
     paths, onepass_paths = Set{Symbol}(), Set{Symbol}()
-    for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05), (8, 40, 300, 0.6, 0.05),
+    for (m, k, n, dA, dB) in ((6, 5, 40, 0.8, 0.8), (8, 20, 300, 0.3, 0.05),
                               (8, 10, 5000, 0.5, 0.02), (6, 5, 5000, 0.6, 0.002))
         A = randcsr(Float32, Int32, m, k, dA; dups=true, emptyrows=false)
         B = randcsr(Float32, Int32, k, n, dB; dups=true, emptyrows=false)
@@ -293,12 +293,10 @@ end
             push!(paths, 2c >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
                          8c >= n ? :words : :gather)
         end
-        if SparseJL.onepass_room(m, n, A.indptr, A.indices, B.indptr) >= 0
-            for f in flops
-                r = min(f, n)
-                push!(onepass_paths, 2r >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
-                                     8r >= n ? :words : :gather)
-            end
+        for f in flops
+            r = min(f, n)
+            push!(onepass_paths, 2r >= n ? :dense : !SparseJL.bitmap_row(f, n) ? :sort :
+                                 8r >= n ? :words : :gather)
         end
         C = spgemm(A, B)
         check_format(C)
@@ -310,6 +308,12 @@ end
         SparseJL.spgemm_numeric!(ind, dat, ip, m, k, n, A.indptr, A.indices, A.data,
                                  B.indptr, B.indices, B.data)
         @test C.indptr == ip && C.indices == ind && C.data == dat
+        room = SparseJL.row_room(SparseJL.cumulative_flops(m, A.indptr, A.indices, B.indptr), m, n)[end]
+        ip1, ind1, dat1 = zeros(Int64, m + 1), zeros(Int32, room), zeros(Float32, room)
+        @test SparseJL.onepass_product!(ind1, dat1, ip1, m, n, A.indptr, A.indices, A.data,
+                                        B.indptr, B.indices, B.data) === nothing
+        # (values to rounding: counted first, full rows may take the SpMM path against dense B)
+        @test ip1 == ip && ind1[1:ip[end]] == ind && isapprox(dat1[1:ip[end]], dat; rtol=1e-5)
         r = findfirst(i -> ip[i+1] > ip[i], 1:m)
         for delta in (1, -1)
             bad = copy(ip); bad[r+1:end] .+= delta
@@ -326,6 +330,13 @@ end
     end
     @test paths == Set([:dense, :words, :gather, :sort])
     @test onepass_paths == Set([:dense, :words, :gather, :sort])
+    # spgemm takes one pass only where C is expected about as large as the room
+    A, B = randcsr(Float64, Int32, 50, 40, 0.05), randcsr(Float64, Int32, 40, 4000, 0.01)
+    @test SparseJL.onepass_room(50, 4000, A.indptr, A.indices, B.indptr) ==
+          SparseJL.cumulative_flops(50, A.indptr, A.indices, B.indptr)[end] > 0
+    A, B = randcsr(Float64, Int32, 50, 40, 0.5), randcsr(Float64, Int32, 40, 400, 0.05)
+    @test !SparseJL.union_pays(nnz(B), 40, 400)     # rows of C about n multiply-adds: 1.6× the room
+    @test SparseJL.onepass_room(50, 400, A.indptr, A.indices, B.indptr) == -1
 end
 
 @testset "SpGEMM with full rows of C: bitmap union and SpMM against densified B" begin
