@@ -88,8 +88,7 @@ function onepass_product!(indicesC, dataC, indptrC, m::Int, n::Int, indptrA, ind
             segment_done!(moves, s, stop, indicesC, dataC)
         end
     end
-    # every segment is placed by now: the last to finish, or the holder of the lock, moved it
-    moves.placed[] == nseg || return "internal error: $(nseg - moves.placed[]) segments of C not placed"
+    place_done!(moves, indicesC, dataC)     # whatever the threads left: all are done now
     prefix_sum!(indptrC, m)
     return nothing
 end
@@ -97,7 +96,8 @@ end
 """
 Where the segments of a one-pass product are: segment `s` was computed into `starts[s]+1:stops[s]`
 (0-based offsets), `done[s]` is set once it is, segments `1:placed[]` have been moved into place,
-and the next one goes to `next[]`. Moves are made by one thread at a time, under `lock`.
+and the next one goes to `next[]`. Moves are made by one thread at a time: under `lock` while
+threads compute, then by the caller once they have finished.
 """
 struct SegmentMoves
     starts::Vector{Int}
@@ -111,23 +111,38 @@ SegmentMoves(starts::Vector{Int}) =
     SegmentMoves(starts, copy(starts), [Threads.Atomic{Bool}(false) for _ in starts],
                  Threads.Atomic{Int}(0), Ref(0), Threads.SpinLock())
 
-"Record segment `s` as computed up to `stop`, then move every segment that can be moved."
+"""
+Record segment `s` as computed up to `stop`, then move every segment that can be moved, unless
+another thread is moving: that one checks again after unlocking. The fences order each side's
+store before its next load (x86 may let a load pass an earlier store); without them both could
+miss the other and leave a segment for `onepass_product!` to place after the threads finish.
+"""
 function segment_done!(mv::SegmentMoves, s::Int, stop::Int, indicesC, dataC)
     mv.stops[s] = stop
     mv.done[s][] = true
-    nseg = length(mv.starts)
-    movable() = mv.placed[] < nseg && mv.done[mv.placed[]+1][]
-    # A thread that finds the lock taken leaves: the holder checks again after unlocking.
-    while movable() && trylock(mv.lock)
-        while movable()
-            t = mv.placed[] + 1
-            len = mv.stops[t] - mv.starts[t]
+    Threads.atomic_fence()
+    while movable(mv) && trylock(mv.lock)
+        place_done!(mv, indicesC, dataC)
+        unlock(mv.lock)
+        Threads.atomic_fence()
+    end
+    return nothing
+end
+
+"Whether the next segment to place is done."
+movable(mv::SegmentMoves) = mv.placed[] < length(mv.starts) && mv.done[mv.placed[]+1][]
+
+"Move the done segments after the last placed one into place (one thread at a time)."
+function place_done!(mv::SegmentMoves, indicesC, dataC)
+    while movable(mv)
+        t = mv.placed[] + 1
+        len = mv.stops[t] - mv.starts[t]
+        if mv.next[] != mv.starts[t]
             copyto!(indicesC, mv.next[] + 1, indicesC, mv.starts[t] + 1, len)
             copyto!(dataC, mv.next[] + 1, dataC, mv.starts[t] + 1, len)
-            mv.next[] += len
-            mv.placed[] = t
         end
-        unlock(mv.lock)
+        mv.next[] += len
+        mv.placed[] = t
     end
     return nothing
 end

@@ -337,6 +337,37 @@ end
     A, B = randcsr(Float64, Int32, 50, 40, 0.5), randcsr(Float64, Int32, 40, 400, 0.05)
     @test !SparseJL.union_pays(nnz(B), 40, 400)     # rows of C about n multiply-adds: 1.6× the room
     @test SparseJL.onepass_room(50, 400, A.indptr, A.indices, B.indptr) == -1
+    # a segment whose thread found the lock taken is moved into place by the caller at the end
+    mv = SparseJL.SegmentMoves([0, 5, 10])
+    ind, dat = Int32.(1:15), Float32.(1:15)
+    lock(mv.lock)                                   # another thread is moving
+    for (s, stop) in ((1, 3), (2, 7), (3, 12))
+        SparseJL.segment_done!(mv, s, stop, ind, dat)
+    end
+    @test mv.placed[] == 0
+    unlock(mv.lock)
+    SparseJL.place_done!(mv, ind, dat)
+    @test mv.placed[] == 3 && mv.next[] == 7
+    @test ind[1:7] == [1, 2, 3, 6, 7, 11, 12] && dat[1:7] == [1, 2, 3, 6, 7, 11, 12]
+    # one pass, threaded, many times: segments finish in every order and are all moved into place
+    same = 0
+    for trial in 1:60
+        m, k, n = rand(20:300), rand(5:100), rand(200:3000)
+        A = randcsr(Float32, Int32, m, k, 0.05; dups=true)
+        B = randcsr(Float32, Int32, k, n, 10 / n; dups=true)
+        cum = SparseJL.cumulative_flops(m, A.indptr, A.indices, B.indptr)
+        room = SparseJL.row_room(cum, m, n)[end]
+        ip1, ind1, dat1 = zeros(Int64, m + 1), zeros(Int32, room), zeros(Float32, room)
+        r = SparseJL.onepass_product!(ind1, dat1, ip1, m, n, A.indptr, A.indices, A.data,
+                                      B.indptr, B.indices, B.data)
+        ip = SparseJL.spgemm_symbolic!(zeros(Int64, m + 1), m, k, n, A.indptr, A.indices,
+                                       B.indptr, B.indices)
+        ind, dat = zeros(Int32, ip[end]), zeros(Float32, ip[end])
+        SparseJL.spgemm_numeric!(ind, dat, ip, m, k, n, A.indptr, A.indices, A.data,
+                                 B.indptr, B.indices, B.data)
+        same += r === nothing && ip1 == ip && ind1[1:ip[end]] == ind && dat1[1:ip[end]] == dat
+    end
+    @test same == 60
 end
 
 @testset "SpGEMM with full rows of C: bitmap union and SpMM against densified B" begin
