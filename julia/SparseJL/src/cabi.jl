@@ -11,8 +11,8 @@ module CABI
 using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem,
                   unchecked_spmm_rowmajor!, symbolic_problem, unchecked_spgemm_symbolic!,
                   numeric_problem, unchecked_spgemm_numeric!, bsr_numeric_problem,
-                  unchecked_bsr_spgemm_numeric!, operands_problem, onepass_room,
-                  onepass_product!
+                  unchecked_bsr_spgemm_numeric!, operands_problem, column_type_problem,
+                  plan_spgemm!, onepass_product!
 
 const STATUS_OK, STATUS_INVALID, STATUS_JULIA = Cint(0), Cint(1), Cint(2)
 
@@ -186,9 +186,11 @@ function csr_spgemm_symbolic_job(args::Ptr{Int64}, ::Type{TiA}, ::Type{TiB}) whe
     roomout = buffer!(s, Int64, 12, "room", slot(args, 12) == 0 ? 0 : 1)
     @forward problem(s)
     @forward symbolic_problem(indptrC, m, k, n, indptrA, indicesA, indptrB, indicesB)
-    room = isempty(roomout) ? -1 : onepass_room(m, n, indptrA, indicesA, indptrB)
-    room < 0 && unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
-    isempty(roomout) || (roomout[1] = room)
+    if isempty(roomout)
+        unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+    else
+        roomout[1] = plan_spgemm!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+    end
     return nothing
 end
 
@@ -224,8 +226,7 @@ function csr_spgemm_numeric_job(args::Ptr{Int64}, ::Type{TvA}, ::Type{TiA}, ::Ty
     @forward problem(s)
     if room >= 0
         @forward operands_problem(m, k, n, indptrA, indicesA, dataA, indptrB, indicesB, dataB)
-        @check(n == 0 || n - 1 <= typemax(TiC),
-               "C: column indices up to $(n - 1) do not fit its index type $TiC")
+        @forward column_type_problem(n, TiC)
         return onepass_product!(indicesC, dataC, indptrC, m, n,
                                 indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     end

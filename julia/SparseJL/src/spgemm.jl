@@ -51,7 +51,12 @@ function unchecked_spgemm_symbolic!(indptrC, m::Integer, n::Integer, indptrA, in
         union_symbolic!(indptrC, m, n, indptrA, indicesA, row_bitmaps(k, n, indptrB, indicesB))
         return prefix_sum!(indptrC, m)
     end
-    cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    return counted_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB,
+                             cumulative_flops(m, indptrA, indicesA, indptrB))
+end
+
+"The structure of A*B counted row by row (marker or bitmap), given its `cumulative_flops`."
+function counted_symbolic!(indptrC, m::Int, n::Int, indptrA, indicesA, indptrB, indicesB, cum)
     foreach_rowchunk(r -> (@inbounds cum[r+1]) + r, m, cum[m+1]) do lo, hi
         symbolic_rows!(indptrC, n, indptrA, indicesA, indptrB, indicesB, cum, lo, hi)
     end
@@ -143,8 +148,13 @@ function output_problem(m::Integer, n::Integer, indptrC, indicesC, nC::Integer;
     prev = indptrC[end]
     @check(prev == length(indicesC) == nC,
            "C: indptr ends at $prev but indices holds $(length(indicesC)) and data $nC entries")
-    @check(n == 0 || n - 1 <= typemax(eltype(indicesC)),
-           "C: column indices up to $(n - 1) do not fit its index type $(eltype(indicesC))")
+    return column_type_problem(n, eltype(indicesC))
+end
+
+"C's column indices, up to `n-1`, must fit its index type `Ti`."
+function column_type_problem(n::Integer, ::Type{Ti}) where {Ti}
+    @check(n == 0 || n - 1 <= typemax(Ti),
+           "C: column indices up to $(n - 1) do not fit its index type $Ti")
     return nothing
 end
 
@@ -614,20 +624,17 @@ function spgemm(A::CSRMatrix{TvA,TiA}, B::CSRMatrix{TvB,TiB}) where {TvA,TiA,TvB
     Tc = promote_type(TvA, TvB)
     indptrC = Vector{Int64}(undef, m + 1)
     throw_problem(operands_problem(m, k, n, A.indptr, A.indices, A.data, B.indptr, B.indices, B.data))
-    room = onepass_room(m, n, A.indptr, A.indices, B.indptr)
+    room = plan_spgemm!(indptrC, m, n, A.indptr, A.indices, B.indptr, B.indices)
+    len = room >= 0 ? room : Int(indptrC[end])
+    Ti = result_index_type(promote_type(TiA, TiB), len, n)
+    indicesC, dataC = Vector{Ti}(undef, len), Vector{Tc}(undef, len)
     if room >= 0
-        Ti = result_index_type(promote_type(TiA, TiB), room, n)
-        indicesC, dataC = Vector{Ti}(undef, room), Vector{Tc}(undef, room)
         throw_problem(onepass_product!(indicesC, dataC, indptrC, m, n, A.indptr, A.indices,
                                        A.data, B.indptr, B.indices, B.data))
         resize!(indicesC, indptrC[end]); resize!(dataC, indptrC[end])
     else
-        spgemm_symbolic!(indptrC, m, k, n, A.indptr, A.indices, B.indptr, B.indices)
-        nC = Int(indptrC[end])
-        Ti = result_index_type(promote_type(TiA, TiB), nC, n)
-        indicesC, dataC = Vector{Ti}(undef, nC), Vector{Tc}(undef, nC)
-        spgemm_numeric!(indicesC, dataC, indptrC, m, k, n,
-                        A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)
+        throw_problem(unchecked_spgemm_numeric!(indicesC, dataC, indptrC, m, n, A.indptr,
+                                                A.indices, A.data, B.indptr, B.indices, B.data))
     end
     return CSRMatrix{Tc,Ti}(m, n, Vector{Ti}(indptrC), indicesC, dataC; check=false)
 end

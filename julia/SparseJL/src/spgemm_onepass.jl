@@ -50,10 +50,33 @@ multiply-adds per entry).
 function onepass_room(m::Int, n::Int, indptrA, indicesA, indptrB)
     k = length(indptrB) - 1
     union_pays(indptrB[k+1], k, n) && return -1
-    cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    return onepass_room(cumulative_flops(m, indptrA, indicesA, indptrB), m, n)
+end
+
+"[`onepass_room`](@ref) of a product whose B is too sparse for the union, from its `cum` flops."
+function onepass_room(cum::Vector{Int}, m::Int, n::Int)
     room = row_room(cum, m, n)[m+1]
     room <= ONEPASS_MAX_ROOM[] && room <= ONEPASS_MAX_SLACK * expected_entries(cum, m, n) ||
         return -1
+    return room
+end
+
+"""
+    plan_spgemm!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB) -> Int
+
+How to compute `A*B` (unchecked inputs): the room of a one-pass product ([`onepass_room`](@ref);
+`indptrC` untouched), or -1 after counting C's rows into `indptrC` as
+`unchecked_spgemm_symbolic!` does. Either way A and B's flops are summed once.
+"""
+function plan_spgemm!(indptrC, m::Int, n::Int, indptrA, indicesA, indptrB, indicesB)
+    k = length(indptrB) - 1
+    if union_pays(indptrB[k+1], k, n)
+        unchecked_spgemm_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB)
+        return -1
+    end
+    cum = cumulative_flops(m, indptrA, indicesA, indptrB)
+    room = onepass_room(cum, m, n)
+    room < 0 && counted_symbolic!(indptrC, m, n, indptrA, indicesA, indptrB, indicesB, cum)
     return room
 end
 
