@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.resources
 import json
 import math
 import os
@@ -63,8 +64,8 @@ def package_dir() -> Path:
     """The folder holding the Julia package SparseJL (its parent goes on Julia's LOAD_PATH)."""
     override = os.environ.get("SPARSEJL_JULIA_PROJECT")
     candidates = [Path(override)] if override else []
-    here = Path(__file__).resolve().parent
-    candidates += [here / "SparseJL", here.parent / "julia" / "SparseJL"]
+    here = Path(str(importlib.resources.files("sparsejl")))
+    candidates += [here / "SparseJL", here.parent / "julia" / "SparseJL"]  # a wheel's, a checkout's
     for path in candidates:
         if (path / "src" / "SparseJL.jl").is_file():
             return path
