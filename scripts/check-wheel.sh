@@ -24,7 +24,7 @@ cd "$work"  # nothing of the checkout on sys.path
 # a depot of its own: Julia's compile cache of the checkout's SparseJL stays valid
 env -u PYTHONPATH JULIA_DEPOT_PATH="$work/depot" JULIA_NUM_THREADS=2 "$work/venv/bin/python" - <<'EOF'
 import numpy as np, scipy.sparse as sp, sparsejl
-from sparsejl import runtime as find
+from sparsejl.julia import find
 
 site = sparsejl.__file__.rsplit("/", 2)[0]
 assert "site-packages" in site, f"sparsejl imported from {sparsejl.__file__}, not from the wheel"

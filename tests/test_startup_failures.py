@@ -56,3 +56,46 @@ def test_start_up_failure(case, words, tmp_path):
     assert words in result["reason"] and "SPARSEJL_JULIA" in result["reason"]
     assert result["fallback"]
     assert result["forced"] and words in result["forced"]
+
+
+PROBES = """
+import json, sys, warnings, numpy as np, scipy.sparse as sp, sparsejl
+from sparsejl import runtime
+log, stub = sys.argv[1], sys.argv[2]
+A = sp.csr_array(np.eye(3)); B = np.ones((3, 2))
+runs = lambda: len(open(log).read().split())  # one word per start of the stub
+seen = []
+
+def use():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(5):
+            assert (sparsejl.spmm(A, B) == B).all()  # falls back to SciPy
+    try:
+        sparsejl.spmm(A, B, backend="julia")
+    except RuntimeError as exc:
+        assert "exit status 3" in str(exc), exc
+    else:
+        raise AssertionError("the stub was taken for Julia")
+    sparsejl.backends()
+    seen.append(runs())
+
+use()
+runtime.retry(); use()
+with open(stub, "a") as f:
+    f.write("# changed\\n")  # a new executable at the same path: probed without retry()
+use()
+use()
+print(json.dumps(seen))
+"""
+
+
+def test_a_failed_probe_runs_once_until_retry(tmp_path):
+    log = tmp_path / "starts.log"
+    log.write_text("")
+    stub = fake(tmp_path, f"echo started >> {log}\nexit 3")
+    env = dict(os.environ, SPARSEJL_JULIA=stub, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", PROBES, str(log), stub], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == [1, 2, 3, 3]

@@ -294,11 +294,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import cupy
     from ..backends import cupy_backend, julia_cuda
-    from .. import runtime
+    from ..julia import transport
     from .gpu import make_csr
     probe = Probe()
     print(f"runtime call path: {'C extension' if probe.rt._c_run is not None else 'ctypes'}; "
-          f"python spin tries {runtime._SPIN_TRIES}", flush=True)
+          f"python spin tries {transport.SPIN_TRIES}", flush=True)
     seed = 1
     for spec in args.sizes.split(","):
         mm, d, dt = spec.split(":")
@@ -328,14 +328,14 @@ def main(argv=None):
         probe.jl("SpGEMMProbe.MODE[] = 0; SpGEMMProbe.set_default_threshold(0, UInt64(0))")
         # the Python side waits on the job by spinning instead of sleeping (ctypes call path only)
         if probe.rt._c_run is None:
-            old = runtime._SPIN_TRIES
-            runtime._SPIN_TRIES = 10 ** 9
+            old = transport.SPIN_TRIES
+            transport.SPIN_TRIES = 10 ** 9
             stamps = []
             ms = event_times(lambda i: probe.call(A, B, stamps), args.reps)
             show("julia probe: own pool, python spins", ms)
             show_phases("own pool, python spins", stamps[-args.reps:], ms)
             show("julia-cuda, python spins", event_times(lambda i: julia_cuda.spgemm(A, B), args.reps))
-            runtime._SPIN_TRIES = old
+            transport.SPIN_TRIES = old
         try:
             stamps = []
             ms = event_times(lambda i: cupy_phases(A, B, stamps), args.reps)
