@@ -211,6 +211,21 @@ def test_load_gpu_benchmark_report():
         ex.load_report('{"something": 1}')
 
 
+def test_committed_gzipped_records_load_as_the_plain_json(tmp_path):
+    import gzip
+    from pathlib import Path
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "quick-20261121-onepass" / "results.json.gz"
+    plain = tmp_path / "results.json"
+    plain.write_bytes(gzip.decompress(committed.read_bytes()))
+    seen = []
+    for source in (str(committed), committed, plain, committed.read_bytes(), plain.read_bytes()):
+        ex = DensityExplorer()
+        ex.load_report(source)
+        seen.append([(r["model"], r["layer"], r["density"], r["backend"], r["median_s"]) for r in ex.records])
+        assert "Loaded report" in ex.status_w.value and ex.png[:4] == b"\x89PNG"
+    assert len(seen[0]) > 100 and all(s == seen[0] for s in seen)
+
+
 def test_report_with_several_groups_offers_a_choice(tmp_path):
     ex = small(points=2)
     ex.run(wait=True)

@@ -950,20 +950,23 @@ class DensityExplorer(W.VBox):
             self._show_error(f"Save failed: {exc}")
 
     def load_report(self, source):
-        """Show a saved JSON report: a path, JSON text or bytes, or the parsed dict.
+        """Show a saved JSON report: a path, JSON text or bytes (gzipped or not), or the parsed dict.
 
         Reads the sweep's report (``sparsejl-bench``'s ``results.json``, or this explorer's
         export) and the GPU benchmark's (``python -m sparsejl.bench.gpu``). Nothing is run."""
+        import gzip  # committed records are gzipped (benchmarks/README.md)
         if self.running:
             raise RuntimeError("a run is in progress; stop it first")
         if isinstance(source, (bytes, bytearray, memoryview)):
-            source = bytes(source).decode("utf-8")
+            source = bytes(source)
+            source = (gzip.decompress(source) if source[:2] == b"\x1f\x8b" else source).decode("utf-8")
         if isinstance(source, dict):
             data = source
         elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
             data = json.loads(source)
         else:
-            with open(os.fspath(source)) as f:
+            path = os.fspath(source)
+            with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
                 data = json.load(f)
         records, meta, env = read_report(data)
         self.records = records
