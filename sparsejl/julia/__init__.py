@@ -4,5 +4,5 @@ find       which `julia` executable, what it says of itself (probe), where Spars
 boot       libjulia loaded and started on its owner thread, SparseJL loaded
 transport  one job handed to Julia and waited for: the mailbox, in C or through ctypes
 
-`sparsejl.runtime` puts them together behind `get()`; nothing else imports them.
+`sparsejl.runtime` puts them together behind `get()`; callers go through it.
 """
