@@ -25,6 +25,7 @@ import numpy as np
 _PROBE = r"""
 module SpGEMMProbe
 using SparseJL
+using SparseJL.ABI: Slots, slot, address, guarded
 const G = SparseJL.GPU
 const T = zeros(Int64, 32)       # timestamps (ns, CLOCK_MONOTONIC), read by Python
 const MODE = Ref(0)              # 0: G.workspace (the package's pool); 1: the default pool
@@ -95,31 +96,31 @@ function compute!(st, stream, m, k, n, nnzA, indptrA, indicesA, dataA, nnzB, ind
     return id, s.nnzC
 end
 
-function compute_job(args)
+function compute_job(s)
     stamp(1)
     T[16] = Int64(Base.gc_time_ns())
-    st = G.use_device(G.slot(args, 1), G.pslot(args, 2))
+    st = G.job_device(s)
     stamp(2)
-    id, nnzC = compute!(st, G.pslot(args, 2), G.slot(args, 3), G.slot(args, 4), G.slot(args, 5),
-                        G.slot(args, 6), G.pslot(args, 7), G.pslot(args, 8), G.pslot(args, 9),
-                        G.slot(args, 10), G.pslot(args, 11), G.pslot(args, 12), G.pslot(args, 13), TV[], TI[])
-    out = Ptr{Int64}(G.pslot(args, 14))
+    id, nnzC = compute!(st, address(s, :stream), slot(s, :m), slot(s, :k), slot(s, :n),
+                        slot(s, :nnzA), address(s, :indptrA), address(s, :indicesA), address(s, :dataA),
+                        slot(s, :nnzB), address(s, :indptrB), address(s, :indicesB), address(s, :dataB), TV[], TI[])
+    out = Ptr{Int64}(address(s, :out))
     unsafe_store!(out, id, 1)
     unsafe_store!(out, nnzC, 2)
     stamp(10)
     return
 end
 
-function copy_job(args)
+function copy_job(s)
     stamp(11)
-    G.job_spgemm_copy(args)
+    G.cuda_csr_spgemm_copy_job(s)
     stamp(12)
     T[17] = Int64(Base.gc_time_ns())
     return
 end
 
-compute_entry(a::Ptr{Int64}) = G.guarded(compute_job, a)
-copy_entry(a::Ptr{Int64}) = G.guarded(copy_job, a)
+compute_entry(a::Ptr{Int64}) = guarded(x -> compute_job(Slots(x, :cuda_csr_spgemm_compute)), a)
+copy_entry(a::Ptr{Int64}) = guarded(x -> copy_job(Slots(x, :cuda_csr_spgemm_copy)), a)
 pointers() = join(string.(UInt.((@cfunction(compute_entry, Int32, (Ptr{Int64},)),
                                  @cfunction(copy_entry, Int32, (Ptr{Int64},)), pointer(T)))), " ")
 end
@@ -150,14 +151,15 @@ class Probe:
         return self.rt.eval(src)
 
     def set_types(self, work, idx):
-        from ..backends import _cuda
-        self.jl(f'SpGEMMProbe.TV[] = SparseJL.GPU.VALUE_TYPES["{_cuda.julia_type(work)}"]; '
-                f'SpGEMMProbe.TI[] = SparseJL.GPU.INDEX_TYPES["{_cuda.julia_type(idx)}"]')
+        from .. import abi
+        self.jl(f'SpGEMMProbe.TV[] = SparseJL.GPU.datatype({abi.julia_type(work)}); '
+                f'SpGEMMProbe.TI[] = SparseJL.GPU.indextype({abi.julia_type(idx)})')
 
     def call(self, A, B, stamps):
         """julia_cuda.spgemm for float32/float64 CSR with int32 indices, through the probe's jobs."""
         import cupy
         import cupyx.scipy.sparse as csp
+        from .. import abi
         from ..backends import _cuda
         p0 = time.monotonic_ns()
         rt, dev = self.rt, self.dev
@@ -168,14 +170,16 @@ class Probe:
         res = np.zeros(2, dtype=np.int64)
         P = lambda a: int(a.data.ptr)  # noqa: E731
         indptr = cupy.empty(m + 1, dtype=np.int32)
-        rt._run(self.f_compute, (dev, stream, m, k, n, len(ja), P(ia), P(ja), P(da), len(jb), P(ib), P(jb), P(db),
-                                 res.ctypes.data), ())
+        rt._run(self.f_compute, abi.entry("cuda_csr_spgemm_compute").pack(
+            device=dev, stream=stream, m=m, k=k, n=n, nnzA=len(ja), indptrA=P(ia), indicesA=P(ja), dataA=P(da),
+            nnzB=len(jb), indptrB=P(ib), indicesB=P(jb), dataB=P(db), out=res.ctypes.data), ())
         p1 = time.monotonic_ns()
         state, nnz = int(res[0]), int(res[1])
         indices = cupy.empty(nnz, dtype=np.int32)
         data = cupy.empty(nnz, dtype=da.dtype)
         p2 = time.monotonic_ns()
-        rt._run(self.f_copy, (dev, stream, state, P(indptr), P(indices), P(data)), ())
+        rt._run(self.f_copy, abi.entry("cuda_csr_spgemm_copy").pack(
+            device=dev, stream=stream, state=state, indptrC=P(indptr), indicesC=P(indices), dataC=P(data)), ())
         p3 = time.monotonic_ns()
         C = csp.csr_matrix((data, indices, indptr), shape=(m, n))
         p4 = time.monotonic_ns()
