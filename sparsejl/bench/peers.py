@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from . import julia_source
+
 __all__ = ["Contender", "CONTENDERS", "get", "names", "CPU_DEFAULT", "MAIN_JOB"]
 
 
@@ -198,26 +200,6 @@ class JuliaKernel(Contender):
     install = "sparsejl's Julia runtime with its eval hook"
     MAX_SIZE = 1 << 16
 
-    _LOOP = """
-    function __sparsejl_bench_time(f::Ptr{Cvoid}, a::Ptr{Int64}, repeats::Int, warmup::Int,
-                                   min_time::Float64)
-        for _ in 1:warmup
-            ccall(f, Int32, (Ptr{Int64},), a)
-        end
-        t0 = time_ns(); ccall(f, Int32, (Ptr{Int64},), a); one = (time_ns() - t0) / 1e9
-        number = one >= min_time ? 1 : min(100000, ceil(Int, min_time / max(one, 1e-8)))
-        times = Float64[]
-        for _ in 1:repeats
-            t0 = time_ns()
-            for _ in 1:number
-                ccall(f, Int32, (Ptr{Int64},), a)
-            end
-            push!(times, (time_ns() - t0) / 1e9 / number)
-        end
-        string(number, " ", join(times, " "))
-    end
-    """
-
     def _probe(self):
         from sparsejl import runtime
         why = runtime.unavailable_reason()
@@ -246,7 +228,7 @@ class JuliaKernel(Contender):
         self._held = (A, B, C, err, args)  # alive while Julia holds their addresses
         self._call = f"Ptr{{Cvoid}}({fptr}), Ptr{{Int64}}({args.ctypes.data})"
         once = f"ccall(Ptr{{Cvoid}}({fptr}), Int32, (Ptr{{Int64}},), Ptr{{Int64}}({args.ctypes.data}))"
-        rt.eval(self._LOOP)
+        rt.eval(julia_source("time_entry.jl"))
 
         def run():
             status = rt.eval(once)
