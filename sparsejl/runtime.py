@@ -49,9 +49,12 @@ class Runtime:
         """The entry point for `key` (docs/abi.md), compiled by Julia on first request."""
         ptr = self._entries.get(key)
         if ptr is None:
+            from . import abi
             name = key.encode("ascii")
             out = np.zeros(1, dtype=np.int64)
-            self._run(self._entries["resolve"], (ctypes.cast(name, ctypes.c_void_p).value, len(name)), (out,), (name,))
+            self._run(self._entries["resolve"], abi.entry("resolve").pack(
+                name=ctypes.cast(name, ctypes.c_void_p).value, name_len=len(name), out=out.ctypes.data), (),
+                (name, out))
             ptr = self._entries[key] = int(out[0])
         return ptr
 
@@ -78,10 +81,12 @@ class Runtime:
 
     def eval(self, source: str) -> str:
         """Evaluate Julia source in Main and return `string` of its value."""
+        from . import abi
         src = source.encode()
         out = ctypes.create_string_buffer(1 << 16)
-        self._run(self._entries["eval"], (ctypes.cast(src, ctypes.c_void_p).value, len(src),
-                                           ctypes.addressof(out), len(out)), (), (src, out))
+        self._run(self._entries["eval"], abi.entry("eval").pack(
+            source=ctypes.cast(src, ctypes.c_void_p).value, source_len=len(src), out=ctypes.addressof(out),
+            out_cap=len(out)), (), (src, out))
         return out.value.decode(errors="replace")
 
     def _run(self, fptr: int, slots: tuple, arrays: tuple, keepalive=(), spin_s: float = 0.0) -> None:

@@ -22,6 +22,7 @@ import ctypes, math, os, signal, sys, threading
 if sys.argv[1] == "ctypes":
     sys.modules["sparsejl._handover"] = None  # import of the C module fails
 import sparsejl
+from sparsejl import abi
 from sparsejl import runtime
 assert (runtime._handover is None) == (sys.argv[1] == "ctypes")
 rt = runtime.get()
@@ -29,8 +30,9 @@ rt = runtime.get()
 def run(src, spin_s):
     src = src.encode()
     out = ctypes.create_string_buffer(256)
-    rt.call("eval", [ctypes.cast(src, ctypes.c_void_p).value, len(src), ctypes.addressof(out), len(out)],
-            (src, out), spin_s=spin_s)
+    slots = abi.entry("eval").pack(source=ctypes.cast(src, ctypes.c_void_p).value, source_len=len(src),
+                                   out=ctypes.addressof(out), out_cap=len(out))
+    rt.call("eval", slots, (src, out), spin_s=spin_s)
     return out.value.decode()
 
 assert run("1 + 1", 0.005) == "2"                                     # ends within the spin
@@ -52,7 +54,7 @@ for bad in (-0.001, math.nan, math.inf, -math.inf):
         raise AssertionError(f"spin_s={bad} was accepted")
 if rt._c_run is not None:  # the C module checks its argument too
     try:
-        rt._c_run(rt.entry("eval"), rt._head + (0, 0, 0, 0), (), math.nan)
+        rt._c_run(rt.entry("eval"), rt._head + abi.entry("eval").pack(source=0, source_len=0, out=0, out_cap=0), (), math.nan)
     except ValueError as exc:
         assert "spin_s" in str(exc), exc
     else:

@@ -1,7 +1,7 @@
 """Block-sparse (BSR) × dense SpMM kernels of the GPU backends: which kernel, which launch.
 
-Three kernels, all reading SciPy's BSR arrays and row-major B/C in place (sources beside this:
-_bsr_tma_src.py, _bsr_mma_src.py; compiled by NVRTC into cubins, _cukernel.py):
+Three kernels, all reading SciPy's BSR arrays and row-major B/C in place (sources in kernels/,
+one .cu file each with the header they share; compiled by NVRTC into cubins, _cukernel.py):
 
 * ``bsr_spmm_tma`` (64×64 fp16/bf16 blocks on compute capability 9.0): TMA bulk tensor copies
   feed warpgroup MMAs (wgmma) in persistent CTAs; configurations in `TmaConfig`.
@@ -23,18 +23,18 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _cuda, _cukernel
-from ._bsr_mma_src import GENERIC_SOURCE, MMA_SOURCE
-from ._bsr_tma_src import TMA_SOURCE
 
 
 class TmaConfig(NamedTuple):
-    """A configuration of the TMA + wgmma kernel (written ("tma", wg, stages, ws, epi, diag))."""
-    wg: int = 2          # consumer warpgroups: a CTA's tile is 64 × 128·wg columns of C
-    stages: int = 4      # pipeline depth
-    ws: int = 1          # 1: a producer warp issues the copies; 2: the same, indices loaded 32 at a time ahead
-    epi: int = 0         # 0: 16-byte store loop; 1: a bulk copy per row; 2: TMA tensor stores
-    diag: int = 0        # diagnostics (wrong output on purpose): 1 no MMA, 2 no C stores, 3 empty; 7 trace
-    sched: int = 0       # 0: CTA c takes tiles c, c+G, ...; 1: heaviest block rows first, snake order
+    """A configuration of the TMA + wgmma kernel, also written as a tuple
+    ("tma", warpgroups, stages, producer_warp, epilogue, diagnostic, schedule); the kernel's macros
+    WG, STAGES, WS, EPI, DIAG, SCHED (kernels/bsr_spmm_tma.cu)."""
+    warpgroups: int = 2     # consumer warpgroups: a CTA's tile is 64 × 128·warpgroups columns of C
+    stages: int = 4         # pipeline depth
+    producer_warp: int = 1  # 1: a producer warp issues the copies; 0: consumer thread 0 does
+    epilogue: int = 0       # how C is written: 0 a 16-byte store loop; 1 a bulk copy per row; 2 TMA tensor stores
+    diagnostic: int = 0     # output wrong on purpose: 1 no MMA, 2 no C stores, 3 empty; 7 the work, traced
+    schedule: int = 0       # 0: CTA c takes tiles c, c+G, ...; 1: heaviest block rows first, snake order
 
 
 #: tile configurations of the mma.sync kernel: blocksize -> (BN, WARPS_M, WARPS_N, STAGES)
@@ -48,7 +48,7 @@ MAX_GENERIC_BLOCKSIZE = 128
 #: of static shared memory (its mbarriers, padded by the 1 KiB alignment of the dynamic part)
 MAX_SMEM = 226 * 1024
 
-#: version 9 of docs/gpu-notes.md (the default until 2026-11-21 08:00): two consumer warpgroups
+#: version 9 of docs/gpu-notes.md (`v9` there): two consumer warpgroups
 #: (tiles 64 × 256), a producer warp, four stages, C through the 16-byte store loop
 TMA_V9 = TmaConfig(2, 4, 1, 0)
 TMA_WIDE = TmaConfig(2, 4, 1, 2)             # 64 × 256 tiles, one CTA per SM, TMA tensor stores
@@ -78,17 +78,17 @@ def _index_name(index) -> str:
 
 @functools.lru_cache(maxsize=None)
 def tma_kernel(cfg: TmaConfig, bf16: bool, out_f32: bool, index: str, device: int) -> _cukernel.Kernel:
-    epi, stages = cfg.epi, cfg.stages
+    epi, stages, wg = cfg.epilogue, cfg.stages, cfg.warpgroups
     out_size = 4 if out_f32 else 2
-    ep = cfg.wg * 64 * 128 * 2 if epi == 2 else cfg.wg * 64 * (128 * out_size + 16)
-    smem = lambda st: st * (64 * 64 + 64 * 128 * cfg.wg) * 2 + 1024 + ep   # + room to align the stages to 1 KiB
+    ep = wg * 64 * 128 * 2 if epi == 2 else wg * 64 * (128 * out_size + 16)
+    smem = lambda st: st * (64 * 64 + 64 * 128 * wg) * 2 + 1024 + ep   # + room to align the stages to 1 KiB
     while smem(stages) > MAX_SMEM and stages > 2:    # a float32 C's staging tile is twice as large
         stages -= 1
-    opts = (f"-DWG={cfg.wg}", f"-DSTAGES={stages}", f"-DWS={cfg.ws}", f"-DEPI={epi}", f"-DDIAG={cfg.diag}",
-            f"-DSCHED={cfg.sched}",
+    opts = (f"-DWG={wg}", f"-DSTAGES={stages}", f"-DWS={cfg.producer_warp}", f"-DEPI={epi}",
+            f"-DDIAG={cfg.diagnostic}", f"-DSCHED={cfg.schedule}",
             f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}", f"-DINDEX_T={index}")
-    threads = cfg.wg * 128 + (32 if cfg.ws else 0)
-    return _cukernel.load(TMA_SOURCE, "bsr_spmm_tma", opts, "<128s128s128sQQQqQiiQ", (threads,), smem(stages))
+    threads = wg * 128 + (32 if cfg.producer_warp else 0)
+    return _cukernel.load("bsr_spmm_tma", opts, "<128s128s128sQQQqQiiQ", (threads,), smem(stages))
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +97,7 @@ def mma_kernel(bs: int, bn: int, wm: int, wn: int, stages: int, bf16: bool, out_
     opts = (f"-DBS={bs}", f"-DBN={bn}", f"-DWARPS_M={wm}", f"-DWARPS_N={wn}", f"-DSTAGES={stages}",
             f"-DIS_BF16={int(bf16)}", f"-DOUT_KIND={int(out_f32)}", f"-DINDEX_T={index}")
     smem = stages * (bs * (bs + 8) + bs * (bn + 8)) * 2
-    return _cukernel.load(MMA_SOURCE, "bsr_spmm_mma", opts, "<QQQQQqQ", (wm * wn * 32,), smem)
+    return _cukernel.load("bsr_spmm_mma", opts, "<QQQQQqQ", (wm * wn * 32,), smem)
 
 
 _VAL_KIND = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
@@ -111,7 +111,7 @@ def generic_kernel(val: str, out: str, index: str, device: int) -> _cukernel.Ker
     acc = "double" if "float64" in (val, out) else "float"
     opts = (f"-DVAL_KIND={_VAL_KIND[val]}", f"-DOUT_T={out_t}", f"-DOUT_KIND={out_kind}", f"-DACC_T={acc}",
             f"-DINDEX_T={index}")
-    return _cukernel.load(GENERIC_SOURCE, "bsr_spmm_generic", opts, "<QQQQQqi", (64, 4), 0)
+    return _cukernel.load("bsr_spmm_generic", opts, "<QQQQQqi", (64, 4), 0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,7 +145,7 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
     """The launch that computes C = A @ B (C allocated by the caller, of the output dtype), or None
     where nothing needs launching (C was zero-filled here).
 
-    `config` picks the kernel: a `TmaConfig` or ("tma", wg, stages, ws, epi, diag) for the TMA
+    `config` picks the kernel: a `TmaConfig` or its tuple ("tma", warpgroups, stages, ...) for the TMA
     kernel, (BN, WARPS_M, WARPS_N, STAGES) for the mma.sync kernel; `row_order` (int32 block-row
     permutation) sets the order in which block rows are taken (SCHED 1 configurations compute and
     cache one when none is given); `trace`: a uint64 device buffer of 64 per CTA for DIAG 7.
@@ -170,8 +170,8 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
         if not wgmma_eligible(A, B, out_dtype):
             raise ValueError("the TMA kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
         cfg = _config(config)
-        if cfg.epi == 2 and (C.data.ptr % 16 or _cuda.dtype_name(out_dtype) == "float32"):
-            cfg = cfg._replace(epi=0)      # TMA stores: 16-bit C on a 16-byte boundary
+        if cfg.epilogue == 2 and (C.data.ptr % 16 or _cuda.dtype_name(out_dtype) == "float32"):
+            cfg = cfg._replace(epilogue=0)   # TMA stores: 16-bit C on a 16-byte boundary
         nnzb = len(indices)
         if nnzb == 0:
             C.fill(0)
@@ -180,10 +180,11 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
         kern = tma_kernel(cfg, dname == "bfloat16", _cuda.dtype_name(out_dtype) == "float32", index, dev)
         tm_a = _cukernel.tensor_map_2d(int(A.data.data.ptr), 64, nnzb * 64, dname)
         tm_b = _cukernel.tensor_map_2d(int(B.data.ptr), n, k, dname)
-        tm_c = _cukernel.tensor_map_2d(int(C.data.ptr), n, m, _cuda.dtype_name(out_dtype)) if cfg.epi == 2 else _NO_MAP
-        ntiles = (n + 128 * cfg.wg - 1) // (128 * cfg.wg)
+        tm_c = (_cukernel.tensor_map_2d(int(C.data.ptr), n, m, _cuda.dtype_name(out_dtype)) if cfg.epilogue == 2
+                else _NO_MAP)
+        ntiles = (n + 128 * cfg.warpgroups - 1) // (128 * cfg.warpgroups)
         grid = min(mb * ntiles, kern.resident)     # persistent: every CTA resident at once
-        if cfg.sched == 1 and order is None:
+        if cfg.schedule == 1 and order is None:
             order = heavy_rows_first(A.indptr, mb)
         params = struct.pack(kern.fmt, tm_a, tm_b, tm_c, _cukernel.ptr(indptr), _cukernel.ptr(indices),
                              _cukernel.ptr(C), n, _cukernel.ptr(order), mb, ntiles, _cukernel.ptr(trace))

@@ -13,13 +13,19 @@ import numpy as np
 
 #: value dtypes of the GPU backends by name; bfloat16 is ml_dtypes', which CuPy >= 14 understands
 _VALUE_NAMES = ("float16", "bfloat16", "float32", "float64")
-_JULIA_NAMES = {"float16": "Float16", "bfloat16": "BFloat16", "float32": "Float32", "float64": "Float64",
-                "int32": "Int32", "int64": "Int64"}
+# The CUDA and cuSPARSE enums that Python passes (Julia's copy: src/cuda/libcusparse.jl).
 # cudaDataType of library_types.h
 CUDA_R_32F, CUDA_R_64F, CUDA_R_16F, CUDA_R_16BF = 0, 1, 2, 14
 _CUDA_TYPES = {"float16": CUDA_R_16F, "bfloat16": CUDA_R_16BF, "float32": CUDA_R_32F, "float64": CUDA_R_64F}
-# cusparseIndexType_t
+# cusparseIndexType_t, cusparseIndexBase_t, cusparseOrder_t, cusparseOperation_t
 CUSPARSE_INDEX_32I, CUSPARSE_INDEX_64I = 2, 3
+CUSPARSE_INDEX_BASE_ZERO = 0
+CUSPARSE_ORDER_ROW = 2
+CUSPARSE_OPERATION_NON_TRANSPOSE = 0
+# cusparseSpMMAlg_t
+CUSPARSE_SPMM_ALG_DEFAULT = 0
+CUSPARSE_SPMM_BLOCKED_ELL_ALG1 = 13
+CUSPARSE_SPMM_BSR_ALG1 = 14
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,10 +66,6 @@ def dtype_name(dtype) -> str:
 
 def cuda_type(dtype) -> int:
     return _CUDA_TYPES[dtype_name(dtype)]
-
-
-def julia_type(dtype) -> str:
-    return _JULIA_NAMES[dtype_name(dtype)]
 
 
 def index_type(dtype) -> int:

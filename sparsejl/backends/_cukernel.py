@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.resources
 import struct
 from dataclasses import dataclass, field
 
@@ -70,10 +71,22 @@ def arch() -> str:
     return "sm_90a" if cc == "90" else f"sm_{cc}"
 
 
+def kernel_sources(name: str) -> tuple:
+    """The source of kernel `name` (package data: kernels/<name>.cu) and the headers of that folder
+    that it may include, as CuPy's nvrtc.createProgram takes them: (source, header sources, header
+    names), the headers as bytes (it hands them to NVRTC as char*)."""
+    folder = importlib.resources.files(__package__).joinpath("kernels")
+    headers = sorted(p.name for p in folder.iterdir() if p.name.endswith(".cuh"))
+    return (folder.joinpath(name + ".cu").read_text(), tuple(folder.joinpath(h).read_bytes() for h in headers),
+            tuple(h.encode() for h in headers))
+
+
 @functools.lru_cache(maxsize=None)
-def compile_cubin(source: str, name: str, options: tuple, target: str) -> bytes:
+def compile_cubin(name: str, options: tuple, target: str) -> bytes:
+    """NVRTC's cubin of kernel `name` (kernels/<name>.cu) for `target` with `options` (-D...)."""
     from cupy_backends.cuda.libs import nvrtc
-    prog = nvrtc.createProgram(source, name + ".cu", (), ())
+    source, headers, include_names = kernel_sources(name)
+    prog = nvrtc.createProgram(source, name + ".cu", headers, include_names)
     try:
         try:
             nvrtc.compileProgram(prog, (f"--gpu-architecture={target}", "-std=c++17") + tuple(options))
@@ -84,12 +97,13 @@ def compile_cubin(source: str, name: str, options: tuple, target: str) -> bytes:
         nvrtc.destroyProgram(prog)
 
 
-def load(source: str, name: str, options, fmt: str, threads, smem: int) -> Kernel:
-    """Compile `source` for the current device, load it in CuPy's context and size its launch."""
+def load(name: str, options, fmt: str, threads, smem: int) -> Kernel:
+    """Compile kernel `name` (kernels/<name>.cu) for the current device, load it in CuPy's context
+    and size its launch."""
     import cupy
     from cupy_backends.cuda.api import driver
     threads = tuple(threads) + (1,) * (3 - len(tuple(threads)))
-    cubin = compile_cubin(source, name, tuple(options), arch())
+    cubin = compile_cubin(name, tuple(options), arch())
     module = cupy.cuda.function.Module()
     module.load(cubin)
     fn = module.get_function(name)

@@ -21,12 +21,13 @@ import functools
 import numpy as np
 
 from . import _bsr_kernels, _cuda
+from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1
+from ._cuda import CUSPARSE_INDEX_BASE_ZERO as _BASE_ZERO
+from ._cuda import CUSPARSE_OPERATION_NON_TRANSPOSE as _OP_N
+from ._cuda import CUSPARSE_ORDER_ROW as _ORDER_ROW
 
 NAME, DEVICE = "cupy", "gpu"
 VALIDATES_CONTENT = False  # the caller's check_format(full=True) must run: kernels trust indices
-
-CUSPARSE_SPMM_ALG_DEFAULT = 0
-_ORDER_ROW, _OP_N, _BASE_ZERO = 2, 0, 0
 
 
 def __getattr__(name):  # VALUE_DTYPES is computed on first use (bfloat16 needs ml_dtypes)
@@ -114,9 +115,6 @@ def _spmm_descr(mat_a, m, k, B, out_dtype, compute_type, alg):
         if mat_b:
             cs.destroyDnMat(mat_b)
     return C
-
-
-CUSPARSE_SPMM_BLOCKED_ELL_ALG1 = 13
 
 
 @functools.lru_cache(maxsize=None)

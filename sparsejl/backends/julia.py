@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .. import runtime
+from .. import abi, runtime
 from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
 
 NAME, DEVICE = "julia", "cpu"
 VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
 WRITES_OUT = True
-_JULIA_TYPES = {np.dtype(t): name for t, name in [(np.float16, "Float16"), (np.float32, "Float32"), (np.float64, "Float64"),
-                                                   (np.int32, "Int32"), (np.int64, "Int64")]}
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -24,36 +22,31 @@ def availability():
     return runtime.unavailable_reason()
 
 
-def _key(kernel: str, *arrays) -> str:
-    """The entry point's key (docs/abi.md), e.g. csr_spmm:Float32,Int32,Float32,Float32."""
-    return f"{kernel}:{','.join(_JULIA_TYPES[a.dtype] for a in arrays)}"
-
-
-_SPMM_KEYS = {}  # (format, dtypes of A.data, A.indices, B, out) -> entry point key
+_SPMM = {}  # (format, dtypes of A.data, A.indices, B, out) -> (entry point key, its pack_arrays)
 
 
 def spmm(A, B: np.ndarray, out: np.ndarray) -> np.ndarray:
     """A (m×k CSR/BSR) @ B (k×n, C-contiguous) into `out` (m×n, C-contiguous, the promoted dtype)."""
+    signature = (A.format, A.data.dtype, A.indices.dtype, B.dtype, out.dtype)
+    found = _SPMM.get(signature)
+    if found is None:
+        entry = abi.entry(f"{A.format}_spmm")
+        found = _SPMM[signature] = (entry.key(*signature[1:]), entry.pack_arrays)
+    key, pack = found
     m, k = A.shape
     if A.format == "csr":
-        slots = (m, k, B.shape[1], len(A.indices))
+        slots = pack(m=m, k=k, n=B.shape[1], nnz=len(A.indices),
+                     indptr=A.indptr, indices=A.indices, data=A.data, B=B, C=out)
     else:
         b = A.blocksize
-        slots = (m // b, k // b, B.shape[1], b, len(A.indices))
-    signature = (A.format, A.data.dtype, A.indices.dtype, B.dtype, out.dtype)
-    key = _SPMM_KEYS.get(signature)
-    if key is None:
-        key = _SPMM_KEYS[signature] = _key(f"{A.format}_spmm", A.data, A.indices, B, out)
-    runtime.get().call_arrays(key, slots, (A.indptr, A.indices, A.data, B, out))
+        slots = pack(mb=m // b, kb=k // b, n=B.shape[1], b=b, nnzb=len(A.indices),
+                     indptr=A.indptr, indices=A.indices, data=A.data, B=B, C=out)
+    runtime.get().call_arrays(key, *slots)
     return out
 
 
 def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
-
-
-def _structure(A):
-    return [len(A.indices), _ptr(A.indptr), _ptr(A.indices)]
 
 
 def spgemm(A, B):
@@ -65,9 +58,11 @@ def spgemm(A, B):
     # CSR may be computed in one pass into arrays with room for every multiply-add (Julia says
     # how many, or -1 after counting C's rows into indptr), then shrunk to C's size.
     room = np.full(1, -1, dtype=np.int64)
-    rt.call(_key("csr_spgemm_symbolic", A.indices, B.indices),
-            [m, kk, n, *_structure(A), *_structure(B), _ptr(indptr),
-             _ptr(room) if A.format == "csr" else 0],
+    symbolic = abi.entry("csr_spgemm_symbolic")
+    rt.call(symbolic.key(A.indices.dtype, B.indices.dtype),
+            symbolic.pack(m=m, k=kk, n=n, nnzA=len(A.indices), indptrA=_ptr(A.indptr), indicesA=_ptr(A.indices),
+                          nnzB=len(B.indices), indptrB=_ptr(B.indptr), indicesB=_ptr(B.indices),
+                          indptrC=_ptr(indptr), room=_ptr(room) if A.format == "csr" else 0),
             (A.indptr, A.indices, B.indptr, B.indices, indptr, room))
     room = int(room[0])
     size = room if room >= 0 else int(indptr[-1])
@@ -75,12 +70,16 @@ def spgemm(A, B):
     dtype = np.result_type(A.dtype, B.dtype)
     indices = np.empty(size, dtype=index_dtype)
     data = np.empty((size, b, b) if A.format == "bsr" else size, dtype=dtype)
-    arrays = (A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, indptr, indices, data)
-    head = [m, kk, n] if A.format == "csr" else [m, kk, n, b]
-    tail = [room] if A.format == "csr" else []
-    rt.call(_key(f"{A.format}_spgemm_numeric", A.data, A.indices, B.data, B.indices, indices, data),
-            head + [len(A.indices), *map(_ptr, arrays[:3]), len(B.indices), *map(_ptr, arrays[3:])]
-            + tail, arrays)
+    numeric = abi.entry(f"{A.format}_spgemm_numeric")
+    operands = dict(indptrA=_ptr(A.indptr), indicesA=_ptr(A.indices), dataA=_ptr(A.data),
+                    indptrB=_ptr(B.indptr), indicesB=_ptr(B.indices), dataB=_ptr(B.data),
+                    indptrC=_ptr(indptr), indicesC=_ptr(indices), dataC=_ptr(data))
+    if A.format == "csr":
+        slots = numeric.pack(m=m, k=kk, n=n, nnzA=len(A.indices), nnzB=len(B.indices), room=room, **operands)
+    else:
+        slots = numeric.pack(mb=m, kb=kk, nb=n, b=b, nnzbA=len(A.indices), nnzbB=len(B.indices), **operands)
+    rt.call(numeric.key(A.data.dtype, A.indices.dtype, B.data.dtype, B.indices.dtype, indices.dtype, data.dtype),
+            slots, (A, B, indptr, indices, data))
     if room >= 0:  # shrink in place (realloc) to C's entries
         indices.resize(int(indptr[-1]), refcheck=False)
         data.resize(int(indptr[-1]), refcheck=False)

@@ -28,14 +28,11 @@ import threading
 import numpy as np
 
 from . import _cuda
-from .. import runtime
+from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1, CUSPARSE_SPMM_BSR_ALG1  # noqa: F401
+from .. import abi, runtime
 
 NAME, DEVICE = "julia-cuda", "gpu"
 VALIDATES_CONTENT = False  # indices live on the device; the caller's check_format(full=True) checks them
-
-CUSPARSE_SPMM_ALG_DEFAULT = 0
-CUSPARSE_SPMM_BLOCKED_ELL_ALG1 = 13
-CUSPARSE_SPMM_BSR_ALG1 = 14
 
 SPGEMM_SPIN_S = 0.01  # the caller's spin on SpGEMM's jobs; a late wake-up (~0.3 ms) is < 3 % of a longer job
 
@@ -66,8 +63,8 @@ def _ready() -> tuple[runtime.Runtime, int]:
             if dev not in _initialised:
                 path = _cuda.libcusparse_path().encode()
                 out = np.zeros(2, dtype=np.int64)
-                rt.call("cuda_init", [ctypes.cast(path, ctypes.c_void_p).value, len(path), dev, out.ctypes.data],
-                        (path, out))
+                rt.call("cuda_init", abi.entry("cuda_init").pack(
+                    path=_addr(path), path_len=len(path), device=dev, out=out.ctypes.data), (path, out))
                 _initialised[dev] = (int(out[0]), int(out[1]))
     return rt, dev
 
@@ -114,21 +111,24 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None, config=None):
         alg = None
     if A.format == "bsr" and blocked_ell is not None:
         colind, values, ellcols = blocked_ell
-        key = f"cuda_bell_spmm:{_cuda.julia_type(values.dtype)},{_cuda.julia_type(colind.dtype)}," \
-              f"{_cuda.julia_type(B.dtype)},{_cuda.julia_type(out)}"
-        rt.call(key, [dev, stream, m, k, n, A.blocksize, ellcols, _ptr(colind), _ptr(values), _ptr(B), _ptr(C)],
+        bell = abi.entry("cuda_bell_spmm")
+        rt.call(bell.key(values.dtype, colind.dtype, B.dtype, out),
+                bell.pack(device=dev, stream=stream, m=m, k=k, n=n, b=A.blocksize, ellcols=ellcols,
+                          colind=_ptr(colind), values=_ptr(values), B=_ptr(B), C=_ptr(C)),
                 (colind, values, B, C))
         return C
-    types = f"{_cuda.julia_type(A.data.dtype)},{_cuda.julia_type(idx)},{_cuda.julia_type(B.dtype)},{_cuda.julia_type(out)}"
+    operands = dict(device=dev, stream=stream, n=n, indptr=_ptr(indptr), indices=_ptr(indices), data=_ptr(A.data),
+                    B=_ptr(B), C=_ptr(C))
     if A.format == "csr":
-        slots = [dev, stream, m, k, n, len(indices), _ptr(indptr), _ptr(indices), _ptr(A.data), _ptr(B), _ptr(C),
-                 CUSPARSE_SPMM_ALG_DEFAULT if alg is None else alg]
-        rt.call("cuda_csr_spmm:" + types, slots, (indptr, indices, A.data, B, C))
+        entry = abi.entry("cuda_csr_spmm")
+        slots = entry.pack(m=m, k=k, nnz=len(indices), alg=CUSPARSE_SPMM_ALG_DEFAULT if alg is None else alg,
+                           **operands)
     else:
         b = A.blocksize
-        slots = [dev, stream, m // b, k // b, n, b, len(indices), _ptr(indptr), _ptr(indices), _ptr(A.data),
-                 _ptr(B), _ptr(C), CUSPARSE_SPMM_BSR_ALG1 if alg is None else alg]
-        rt.call("cuda_bsr_spmm:" + types, slots, (indptr, indices, A.data, B, C))
+        entry = abi.entry("cuda_bsr_spmm")
+        slots = entry.pack(mb=m // b, kb=k // b, b=b, nnzb=len(indices),
+                           alg=CUSPARSE_SPMM_BSR_ALG1 if alg is None else alg, **operands)
+    rt.call(entry.key(A.data.dtype, idx, B.dtype, out), slots, (indptr, indices, A.data, B, C))
     return C
 
 
@@ -151,14 +151,17 @@ def launch_kernel(launch) -> None:
             if kid is None:
                 name, image = kern.name.encode(), kern.cubin
                 out = np.zeros(1, dtype=np.int64)
-                rt.call("cuda_kernel_load", [dev, _addr(image), len(image), _addr(name), len(name), kern.smem,
-                                             out.ctypes.data], (image, name, out))
+                rt.call("cuda_kernel_load", abi.entry("cuda_kernel_load").pack(
+                    device=dev, image=_addr(image), image_len=len(image), name=_addr(name), name_len=len(name),
+                    smem=kern.smem, out=out.ctypes.data), (image, name, out))
                 kid = _kernel_ids[(dev, kern)] = int(out[0])
     g = tuple(launch.grid) + (1,) * (3 - len(launch.grid))
+    t = kern.threads
     params = launch.params
-    rt.call("cuda_kernel_launch", [dev, _cuda.current_stream_ptr(), kid, *g, *kern.threads, _addr(params),
-                                   kern.offsets.ctypes.data, len(kern.offsets)],
-            (params, kern.offsets, launch.keepalive))
+    rt.call("cuda_kernel_launch", abi.entry("cuda_kernel_launch").pack(
+        device=dev, stream=_cuda.current_stream_ptr(), kernel=kid, grid_x=g[0], grid_y=g[1], grid_z=g[2],
+        block_x=t[0], block_y=t[1], block_z=t[2], params=_addr(params), offsets=kern.offsets.ctypes.data,
+        nparams=len(kern.offsets)), (params, kern.offsets, launch.keepalive))
 
 
 def spgemm(A, B):
@@ -179,20 +182,25 @@ def spgemm(A, B):
     n = B.shape[1]
     (ia, ja, ib, jb), idx = _cuda.common_index(A.indptr, A.indices, B.indptr, B.indices)
     da, db = _cuda.same_dtype(A.data, work), _cuda.same_dtype(B.data, work)
-    key = f"cuda_csr_spgemm_compute:{_cuda.julia_type(work)},{_cuda.julia_type(idx)}"
+    compute = abi.entry("cuda_csr_spgemm_compute")
     res = np.zeros(2, dtype=np.int64)
     indptr = cupy.empty(m + 1, dtype=idx)  # before the compute job: the GPU waits on what runs between the jobs
-    rt.call(key, [dev, stream, m, k, n, len(ja), _ptr(ia), _ptr(ja), _ptr(da), len(jb), _ptr(ib), _ptr(jb),
-                  _ptr(db), res.ctypes.data], (ia, ja, da, ib, jb, db, res), spin_s=SPGEMM_SPIN_S)
+    rt.call(compute.key(work, idx),
+            compute.pack(device=dev, stream=stream, m=m, k=k, n=n, nnzA=len(ja), indptrA=_ptr(ia), indicesA=_ptr(ja),
+                         dataA=_ptr(da), nnzB=len(jb), indptrB=_ptr(ib), indicesB=_ptr(jb), dataB=_ptr(db),
+                         out=res.ctypes.data),
+            (ia, ja, da, ib, jb, db, res), spin_s=SPGEMM_SPIN_S)
     state, nnz = int(res[0]), int(res[1])
     try:
         indices = cupy.empty(nnz, dtype=idx)
         data = cupy.empty(nnz, dtype=work)
     except BaseException:
-        rt.call("cuda_csr_spgemm_release", [dev, stream, state])
+        rt.call("cuda_csr_spgemm_release", abi.entry("cuda_csr_spgemm_release").pack(
+            device=dev, stream=stream, state=state))
         raise
-    rt.call("cuda_csr_spgemm_copy", [dev, stream, state, _ptr(indptr), _ptr(indices), _ptr(data)],
-            (ia, ja, da, ib, jb, db, indptr, indices, data), spin_s=SPGEMM_SPIN_S)
+    rt.call("cuda_csr_spgemm_copy", abi.entry("cuda_csr_spgemm_copy").pack(
+        device=dev, stream=stream, state=state, indptrC=_ptr(indptr), indicesC=_ptr(indices), dataC=_ptr(data)),
+        (ia, ja, da, ib, jb, db, indptr, indices, data), spin_s=SPGEMM_SPIN_S)
     if work == out and idx == np.int32:
         # cuSPARSE writes each row's columns sorted and merged: canonical already
         return csp.csr_matrix((data, indices, indptr), shape=(m, n))

@@ -8,7 +8,16 @@
 * :mod:`.targets`, :mod:`.report`, :mod:`.plot` — the issue's targets, JSON/Markdown/HTML, plots
 * :mod:`.cli` — the ``sparsejl-bench`` command (also ``python -m sparsejl.bench``)
 * :mod:`.gpu` — the GPU backends' own benchmark (``python -m sparsejl.bench.gpu``)
+* ``julia/`` — the Julia code that the peers and probes run (package data)
 """
-from .sweep import Case, run
+import importlib.resources
+
+
+def julia_source(name: str) -> str:
+    """The Julia file `name` of julia/ beside this package."""
+    return importlib.resources.files(__name__).joinpath("julia", name).read_text()
+
+
+from .sweep import Case, run  # noqa: E402 (after julia_source, which the modules it loads import)
 
 __all__ = ["Case", "run"]

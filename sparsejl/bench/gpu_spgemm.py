@@ -8,8 +8,9 @@
    compute job with timestamps between its cuSPARSE calls is evaluated into Julia, and called
    with the same slots as `cuda_csr_spgemm_compute`; the copy job is the package's own.
    Variants: workspaces from the package's `workspace` (its own pool), from the device's default
-   stream-ordered pool with release threshold 0 (CUDA's default) and unlimited (the package
-   until 2026-11-21); the Python side waiting by spinning instead of sleeping (ctypes path only).
+   stream-ordered pool with release threshold 0 (CUDA's default) and unlimited (docs/gpu-notes.md
+   says what the package used when); the Python side waiting by spinning instead of sleeping
+   (ctypes path only).
 3. The same phases for cupy's own sequence (cupyx.cusparse.spgemm, restated with timestamps).
 """
 
@@ -22,109 +23,7 @@ import time
 
 import numpy as np
 
-_PROBE = r"""
-module SpGEMMProbe
-using SparseJL
-const G = SparseJL.GPU
-const T = zeros(Int64, 32)       # timestamps (ns, CLOCK_MONOTONIC), read by Python
-const MODE = Ref(0)              # 0: G.workspace (the package's pool); 1: the default pool
-const TV = Ref{Cint}(0)
-const TI = Ref{Cint}(0)
-stamp(i) = (@inbounds T[i] = Int64(time_ns()); nothing)
-
-function set_default_threshold(ordinal, value::UInt64)
-    dev = Ref{G.CUdevice}(0)
-    G.check_cu(G.cuDeviceGet(dev, ordinal), "cuDeviceGet")
-    pool = Ref{Ptr{Cvoid}}(C_NULL)
-    G.check_cu(ccall(G.cu(:cuDeviceGetDefaultMemPool), G.CUresult, (Ref{Ptr{Cvoid}}, G.CUdevice), pool, dev[]),
-               "cuDeviceGetDefaultMemPool")
-    G.check_cu(G.cuMemPoolSetAttribute(pool[], G.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Ref(value)), "threshold")
-    return 0
-end
-
-function ws(st, bytes, stream)
-    bytes == 0 && return C_NULL
-    MODE[] == 0 && return G.workspace(st, bytes, stream)
-    p = Ref{G.CUdeviceptr}(0)
-    G.check_cu(ccall(G.cu(:cuMemAllocAsync), G.CUresult, (Ref{G.CUdeviceptr}, Csize_t, G.CUstream), p, bytes, stream),
-               "cuMemAllocAsync")
-    return Ptr{Cvoid}(p[])
-end
-
-function compute!(st, stream, m, k, n, nnzA, indptrA, indicesA, dataA, nnzB, indptrB, indicesB, dataB, tv, ti)
-    ct = G.compute_type(tv)
-    alpha, beta = G.one_of(ct), G.zero_of(ct)
-    op = G.CUSPARSE_OPERATION_NON_TRANSPOSE
-    alg = G.CUSPARSE_SPGEMM_DEFAULT
-    s = G.SpGEMMState(st, stream, C_NULL, C_NULL, C_NULL, C_NULL, C_NULL, C_NULL, ct, Int(m), 0)
-    r = Ref{G.SpMatDescr}(C_NULL)
-    G.check_sp(G.cusparseCreateCsr(r, m, k, nnzA, indptrA, indicesA, dataA, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "A")
-    s.matA = r[]
-    G.check_sp(G.cusparseCreateCsr(r, k, n, nnzB, indptrB, indicesB, dataB, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "B")
-    s.matB = r[]
-    G.check_sp(G.cusparseCreateCsr(r, m, n, 0, C_NULL, C_NULL, C_NULL, ti, ti, G.CUSPARSE_INDEX_BASE_ZERO, tv), "C")
-    s.matC = r[]
-    d = Ref{G.SpGEMMDescr}(C_NULL)
-    G.check_sp(G.cusparseSpGEMM_createDescr(d), "descr")
-    s.descr = d[]
-    stamp(3)
-    size1 = Ref{Csize_t}(0)
-    G.check_sp(G.cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
-                                               s.descr, size1, C_NULL), "we0")
-    stamp(4)
-    s.buf1 = ws(st, size1[], stream)
-    stamp(5)
-    G.check_sp(G.cusparseSpGEMM_workEstimation(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
-                                               s.descr, size1, s.buf1), "we")
-    stamp(6)
-    size2 = Ref{Csize_t}(0)
-    G.check_sp(G.cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
-                                        s.descr, size2, C_NULL), "c0")
-    stamp(7)
-    s.buf2 = ws(st, size2[], stream)
-    stamp(8)
-    G.check_sp(G.cusparseSpGEMM_compute(st.handle, op, op, alpha, s.matA, s.matB, beta, s.matC, ct, alg,
-                                        s.descr, size2, s.buf2), "c")
-    stamp(9)
-    rows, cols, nnz = Ref{Int64}(0), Ref{Int64}(0), Ref{Int64}(0)
-    G.check_sp(G.cusparseSpMatGetSize(s.matC, rows, cols, nnz), "size")
-    s.nnzC = Int(nnz[])
-    T[20] = Int64(size1[]); T[21] = Int64(size2[])
-    id = (G._spgemm_next[] += 1)
-    G._spgemm_states[id] = s
-    return id, s.nnzC
-end
-
-function compute_job(args)
-    stamp(1)
-    T[16] = Int64(Base.gc_time_ns())
-    st = G.use_device(G.slot(args, 1), G.pslot(args, 2))
-    stamp(2)
-    id, nnzC = compute!(st, G.pslot(args, 2), G.slot(args, 3), G.slot(args, 4), G.slot(args, 5),
-                        G.slot(args, 6), G.pslot(args, 7), G.pslot(args, 8), G.pslot(args, 9),
-                        G.slot(args, 10), G.pslot(args, 11), G.pslot(args, 12), G.pslot(args, 13), TV[], TI[])
-    out = Ptr{Int64}(G.pslot(args, 14))
-    unsafe_store!(out, id, 1)
-    unsafe_store!(out, nnzC, 2)
-    stamp(10)
-    return
-end
-
-function copy_job(args)
-    stamp(11)
-    G.job_spgemm_copy(args)
-    stamp(12)
-    T[17] = Int64(Base.gc_time_ns())
-    return
-end
-
-compute_entry(a::Ptr{Int64}) = G.guarded(compute_job, a)
-copy_entry(a::Ptr{Int64}) = G.guarded(copy_job, a)
-pointers() = join(string.(UInt.((@cfunction(compute_entry, Int32, (Ptr{Int64},)),
-                                 @cfunction(copy_entry, Int32, (Ptr{Int64},)), pointer(T)))), " ")
-end
-SpGEMMProbe.pointers()
-"""
+from . import julia_source
 
 
 def _ms(ns):
@@ -140,7 +39,7 @@ class Probe:
     def __init__(self):
         from ..backends import julia_cuda
         self.rt, self.dev = julia_cuda._ready()
-        answer = self.rt.eval(_PROBE)
+        answer = self.rt.eval(julia_source("spgemm_probe.jl"))
         if "error" in answer.lower() or len(answer.split()) != 3:
             raise RuntimeError(f"probe did not load: {answer[:2000]}")
         self.f_compute, self.f_copy, taddr = (int(x) for x in answer.split())
@@ -150,14 +49,15 @@ class Probe:
         return self.rt.eval(src)
 
     def set_types(self, work, idx):
-        from ..backends import _cuda
-        self.jl(f'SpGEMMProbe.TV[] = SparseJL.GPU.VALUE_TYPES["{_cuda.julia_type(work)}"]; '
-                f'SpGEMMProbe.TI[] = SparseJL.GPU.INDEX_TYPES["{_cuda.julia_type(idx)}"]')
+        from .. import abi
+        self.jl(f'SpGEMMProbe.TV[] = SparseJL.GPU.datatype({abi.julia_type(work)}); '
+                f'SpGEMMProbe.TI[] = SparseJL.GPU.indextype({abi.julia_type(idx)})')
 
     def call(self, A, B, stamps):
         """julia_cuda.spgemm for float32/float64 CSR with int32 indices, through the probe's jobs."""
         import cupy
         import cupyx.scipy.sparse as csp
+        from .. import abi
         from ..backends import _cuda
         p0 = time.monotonic_ns()
         rt, dev = self.rt, self.dev
@@ -168,14 +68,16 @@ class Probe:
         res = np.zeros(2, dtype=np.int64)
         P = lambda a: int(a.data.ptr)  # noqa: E731
         indptr = cupy.empty(m + 1, dtype=np.int32)
-        rt._run(self.f_compute, (dev, stream, m, k, n, len(ja), P(ia), P(ja), P(da), len(jb), P(ib), P(jb), P(db),
-                                 res.ctypes.data), ())
+        rt._run(self.f_compute, abi.entry("cuda_csr_spgemm_compute").pack(
+            device=dev, stream=stream, m=m, k=k, n=n, nnzA=len(ja), indptrA=P(ia), indicesA=P(ja), dataA=P(da),
+            nnzB=len(jb), indptrB=P(ib), indicesB=P(jb), dataB=P(db), out=res.ctypes.data), ())
         p1 = time.monotonic_ns()
         state, nnz = int(res[0]), int(res[1])
         indices = cupy.empty(nnz, dtype=np.int32)
         data = cupy.empty(nnz, dtype=da.dtype)
         p2 = time.monotonic_ns()
-        rt._run(self.f_copy, (dev, stream, state, P(indptr), P(indices), P(data)), ())
+        rt._run(self.f_copy, abi.entry("cuda_csr_spgemm_copy").pack(
+            device=dev, stream=stream, state=state, indptrC=P(indptr), indicesC=P(indices), dataC=P(data)), ())
         p3 = time.monotonic_ns()
         C = csp.csr_matrix((data, indices, indptr), shape=(m, n))
         p4 = time.monotonic_ns()

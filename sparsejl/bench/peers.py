@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from . import julia_source
+
 __all__ = ["Contender", "CONTENDERS", "get", "names", "CPU_DEFAULT", "MAIN_JOB"]
 
 
@@ -198,26 +200,6 @@ class JuliaKernel(Contender):
     install = "sparsejl's Julia runtime with its eval hook"
     MAX_SIZE = 1 << 16
 
-    _LOOP = """
-    function __sparsejl_bench_time(f::Ptr{Cvoid}, a::Ptr{Int64}, repeats::Int, warmup::Int,
-                                   min_time::Float64)
-        for _ in 1:warmup
-            ccall(f, Int32, (Ptr{Int64},), a)
-        end
-        t0 = time_ns(); ccall(f, Int32, (Ptr{Int64},), a); one = (time_ns() - t0) / 1e9
-        number = one >= min_time ? 1 : min(100000, ceil(Int, min_time / max(one, 1e-8)))
-        times = Float64[]
-        for _ in 1:repeats
-            t0 = time_ns()
-            for _ in 1:number
-                ccall(f, Int32, (Ptr{Int64},), a)
-            end
-            push!(times, (time_ns() - t0) / 1e9 / number)
-        end
-        string(number, " ", join(times, " "))
-    end
-    """
-
     def _probe(self):
         from sparsejl import runtime
         why = runtime.unavailable_reason()
@@ -236,18 +218,17 @@ class JuliaKernel(Contender):
         m, k = A.shape
         n = B.shape[1]
         C = np.empty((m, n), dtype=np.result_type(A.dtype, B.dtype))
+        from sparsejl import abi
         err = ctypes.create_string_buffer(1024)
-        ptrs = [x.ctypes.data for x in (A.indptr, A.indices, A.data, B, C)]
-        args = np.array([ctypes.addressof(err), len(err), m, k, n, A.nnz] + ptrs, dtype=np.int64)
-        # the entry point's key as docs/abi.md defines it: csr_spmm:TvA,Ti,TvB,TvC
-        julia = {"float32": "Float32", "float64": "Float64", "int32": "Int32", "int64": "Int64"}
-        key = "csr_spmm:" + ",".join(julia[np.dtype(x.dtype).name]
-                                     for x in (A.data, A.indices, B, C))
-        fptr = rt.entry(key)
+        entry = abi.entry("csr_spmm")
+        slots = entry.pack(m=m, k=k, n=n, nnz=A.nnz, indptr=A.indptr.ctypes.data, indices=A.indices.ctypes.data,
+                           data=A.data.ctypes.data, B=B.ctypes.data, C=C.ctypes.data)
+        args = np.array([ctypes.addressof(err), len(err), *slots], dtype=np.int64)
+        fptr = rt.entry(entry.key(A.data.dtype, A.indices.dtype, B.dtype, C.dtype))
         self._held = (A, B, C, err, args)  # alive while Julia holds their addresses
         self._call = f"Ptr{{Cvoid}}({fptr}), Ptr{{Int64}}({args.ctypes.data})"
         once = f"ccall(Ptr{{Cvoid}}({fptr}), Int32, (Ptr{{Int64}},), Ptr{{Int64}}({args.ctypes.data}))"
-        rt.eval(self._LOOP)
+        rt.eval(julia_source("time_entry.jl"))
 
         def run():
             status = rt.eval(once)

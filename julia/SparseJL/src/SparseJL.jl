@@ -22,6 +22,7 @@ include("spmm.jl")
 include("spgemm.jl")
 include("spgemm_dense.jl")
 include("spgemm_onepass.jl")
+include("abi.jl")
 include("cuda/cuda.jl")
 include("cabi.jl")
 

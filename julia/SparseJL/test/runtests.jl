@@ -490,9 +490,18 @@ csr_slots(A::CSRMatrix) = (nnz(A), addr(A.indptr), addr(A.indices), addr(A.data)
                 ("csr_spmm:Float64,Float32,Float64,Float64", "type 2 is an index type"),
                 ("csr_spmm:Float64,Int32,Complex,Float64", "unknown type \"Complex\""),
                 ("csr_spmm:Float64,Int32,Base.Float64,Float64", "unknown type \"Base.Float64\""),
-                ("cuda_nothing", ""))
+                ("cuda_nothing", "unknown kernel \"cuda_nothing\""),
+                ("resolve", "unknown kernel \"resolve\""),
+                ("cuda_csr_spmm:Int32,Int32,Float16,Float16", "type 1 is a value type and must be floating point"),
+                ("cuda_csr_spgemm_compute:Float32,Float32", "type 2 is an index type"),
+                ("csr_spmm:BFloat16,Int32,Float64,Float64", "unknown type \"BFloat16\""))
             status, f, msg = resolve(key)
             @test status == 1 && f == C_NULL && occursin(words, msg)
+        end
+        # GPU entry points compile without a GPU: nothing is opened until one runs
+        for key in ("cuda_init", "cuda_init:", "cuda_csr_spmm:BFloat16,Int64,BFloat16,Float32")
+            status, f, msg = resolve(key)
+            @test (status, msg) == (0, "") && f != C_NULL
         end
         name = Vector{UInt8}("csr_spmm:Float64,Int32,Float64,Float64")
         @test cabi_call(RESOLVE, addr(name), -1, 0)[1] == 1
@@ -662,3 +671,50 @@ csr_slots(A::CSRMatrix) = (nnz(A), addr(A.indptr), addr(A.indices), addr(A.data)
     end
 end
 
+
+# --- abi.txt against the jobs: every slot the table names is read by its job, by its kind -------
+
+const ACCESSORS = Dict(:slot => :any, :address => :address, :buffer! => :address, :size! => :value)
+
+"""
+The slots that `f` reads from its argument number `arg` (a `Slots`), as (accessor, name) pairs,
+found in its lowered code: accessor calls with a literal name, and the same inside the functions
+of SparseJL that it hands the slots to. Needs no GPU: nothing runs.
+"""
+function slots_read(f, arg::Int, seen=Set{Any}())
+    (f, arg) in seen && return Set{Tuple{Symbol,Symbol}}()
+    push!(seen, (f, arg))
+    out = Set{Tuple{Symbol,Symbol}}()
+    for m in methods(f), x in Base.uncompressed_ast(m).code
+        x isa Expr && x.head == :(=) && (x = x.args[2])
+        x isa Expr && x.head == :call && x.args[1] isa GlobalRef || continue
+        g, args = x.args[1], x.args[2:end]
+        pos = findfirst(a -> a == Core.SlotNumber(arg + 1), args)
+        (pos === nothing || !isdefined(g.mod, g.name)) && continue
+        callee = getfield(g.mod, g.name)
+        if callee isa Function && parentmodule(callee) === SparseJL.ABI && haskey(ACCESSORS, nameof(callee))
+            k = findfirst(a -> a isa QuoteNode && a.value isa Symbol, args)
+            k === nothing || push!(out, (nameof(callee), args[k].value))
+        elseif callee isa Function && parentmodule(parentmodule(callee)) === SparseJL
+            union!(out, slots_read(callee, pos, seen))
+        end
+    end
+    return out
+end
+
+@testset "abi.txt and the jobs agree" begin
+    ABI = SparseJL.ABI
+    @test [t.name for t in ABI.TYPES] == ["Float16", "BFloat16", "Float32", "Float64", "Int32", "Int64"]
+    @test length(ABI.ENTRY_POINTS) == 16
+    for e in ABI.ENTRY_POINTS
+        job = CABI.job_function(e.name)
+        @test all(m -> m.nargs - 2 == length(e.types), methods(job))
+        read = slots_read(job, 1)
+        @test Set(name for (_, name) in read) == Set(Symbol.(e.slots))
+        for (accessor, name) in read
+            isaddress = e.addresses[findfirst(==(String(name)), e.slots)]
+            kind = ACCESSORS[accessor]
+            @test kind == :any || (kind == :address) == isaddress
+        end
+    end
+end

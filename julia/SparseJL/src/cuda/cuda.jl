@@ -9,10 +9,12 @@ CUDA.jl cannot be installed everywhere SparseJL runs, so this talks to NVIDIA's 
 (libcuda) and cuSPARSE are opened by the first GPU job, so CPU-only machines load SparseJL as
 before. `libcuda.jl` and `libcusparse.jl` are the thin foreign-function layer; `context.jl`
 holds the per-device state, `spmm.jl`/`spgemm.jl` the wrappers, `kernels.jl` the launches of
-cubins compiled by the caller (sparsejl's own BSR kernels), `entries.jl` the C entry points
-(docs/abi.md, keys `cuda_*`).
+cubins compiled by the caller (sparsejl's own BSR kernels), `entries.jl` the jobs of the C
+entry points (docs/abi.md, keys `cuda_*`).
 """
 module GPU
+
+using ..ABI
 
 include("libcuda.jl")
 include("libcusparse.jl")

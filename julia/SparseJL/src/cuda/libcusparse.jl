@@ -33,6 +33,15 @@ const CUSPARSE_SPMM_BSR_ALG1 = Cint(14)
 # cusparseSpGEMMAlg_t
 const CUSPARSE_SPGEMM_DEFAULT = Cint(0)
 
+"The cudaDataType of values of type `T` (the value types of abi.txt's GPU rows)."
+datatype(::Type{Float16}) = CUDA_R_16F
+datatype(::Type{BFloat16}) = CUDA_R_16BF
+datatype(::Type{Float32}) = CUDA_R_32F
+datatype(::Type{Float64}) = CUDA_R_64F
+"The cusparseIndexType_t of indices of type `T`."
+indextype(::Type{Int32}) = CUSPARSE_INDEX_32I
+indextype(::Type{Int64}) = CUSPARSE_INDEX_64I
+
 cusparseCreate(h) = ccall(sp(:cusparseCreate), cusparseStatus_t, (Ref{Handle},), h)
 cusparseDestroy(h) = ccall(sp(:cusparseDestroy), cusparseStatus_t, (Handle,), h)
 cusparseGetVersion(h, v) = ccall(sp(:cusparseGetVersion), cusparseStatus_t, (Handle, Ref{Cint}), h, v)

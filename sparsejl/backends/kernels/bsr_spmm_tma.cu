@@ -1,35 +1,39 @@
-"""CUDA source of the Hopper BSR SpMM kernel (64x64 blocks, fp16/bf16, sm_90a): TMA + wgmma.
-
-Compile-time options (see _bsr_kernels.TmaConfig):
-  WG       consumer warpgroups per CTA; a CTA's tile is 64 rows x WG*128 columns of C
-  STAGES   shared-memory pipeline depth (one stage: an A block and the 64 rows of B it selects)
-  WS       1: a producer warp issues the copies (warp specialisation); 0: consumer thread 0 does
-  EPI      how C leaves: 0 shared-memory staging + 16-byte store loop; 1 one bulk copy per row;
-           2 two TMA tensor stores per warpgroup tile from a 128-byte-swizzled staging tile
-           (one thread issues them; the warps go on to the next tile at once)
-  SCHED    0: CTA c takes tiles c, c+G, c+2G... (tile t: block row t % mb, or row_order[t % mb],
-           columns (t / mb)*BN); 1: tiles sorted heaviest block row first (row_order, required),
-           each row's column tiles together, dealt to the CTAs in snake order
-  DIAG     diagnostics, output wrong on purpose: 1 no MMAs, 2 no C stores, 3 return at entry;
-           7 the real work, with clock64 timestamps of consumer thread 0 written to the trace
-           argument (64 u64 per CTA: 0 globaltimer at entry, 1 clock at entry, 2 after set-up,
-           3 globaltimer at exit, 4 clock at exit, 5 tiles; tile i < 12: 6+4i before its first
-           wait, 7+4i data arrived, 8+4i MMAs done, 9+4i C handed off; EPI 2: 58-63 the
-           epilogue's parts summed over tiles: staging tile free, barrier, shared stores, proxy
-           fence, barrier, store issue)
-"""
-
-_REGS = ", ".join(f"%{i}" for i in range(64))
-_OUTS = ", ".join(f'"+f"(d[{i}])' for i in range(64))
-
-TMA_SOURCE = r'''// Block-sparse SpMM for 64x64 blocks: Hopper's bulk tensor copies (TMA) feed warpgroup MMAs
+// Block-sparse SpMM for 64x64 blocks: Hopper's bulk tensor copies (TMA) feed warpgroup MMAs
 // (wgmma). A persistent CTA walks output tiles (one block row x BN columns of C); inside each, the
 // block row's stored blocks, one pipeline stage each: the A block and the 64 rows of B that its
 // column selects, 64x64 boxes that the copy engine swizzles (128 bytes) as wgmma reads them,
 // completing on an mbarrier. Tensor maps arrive by value (__grid_constant__ parameters).
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+//
+// Compile-time configuration (_bsr_kernels.TmaConfig; defaults here only so that the file compiles
+// on its own: _bsr_kernels.tma_kernel passes every one):
+//   WG       consumer warpgroups per CTA; a CTA's tile is 64 rows x WG*128 columns of C
+//   STAGES   shared-memory pipeline depth (one stage: an A block and the 64 rows of B it selects)
+//   WS       1: a producer warp issues the copies (warp specialisation); 0: consumer thread 0 does
+//   EPI      how C leaves: 0 shared-memory staging + 16-byte store loop; 1 one bulk copy per row;
+//            2 two TMA tensor stores per warpgroup tile from a 128-byte-swizzled staging tile
+//            (one thread issues them; the warps go on to the next tile at once)
+//   SCHED    0: CTA c takes tiles c, c+G, c+2G... (tile t: block row t % mb, or row_order[t % mb],
+//            columns (t / mb)*BN); 1: tiles sorted heaviest block row first (row_order, required),
+//            each row's column tiles together, dealt to the CTAs in snake order
+//   DIAG     diagnostics, output wrong on purpose: 1 no MMAs, 2 no C stores, 3 return at entry;
+//            7 the real work, with clock64 timestamps of consumer thread 0 written to the trace
+//            argument (64 u64 per CTA: 0 globaltimer at entry, 1 clock at entry, 2 after set-up,
+//            3 globaltimer at exit, 4 clock at exit, 5 tiles; tile i < 12: 6+4i before its first
+//            wait, 7+4i data arrived, 8+4i MMAs done, 9+4i C handed off; EPI 2: 58-63 the
+//            epilogue's parts summed over tiles: staging tile free, barrier, shared stores, proxy
+//            fence, barrier, store issue)
+//   IS_BF16, OUT_KIND (1: float32 C), INDEX_T
+#include "bsr_common.cuh"
+
+#ifndef WG
+#define WG 2
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
+#ifndef OUT_KIND
+#define OUT_KIND 0
+#endif
 struct __align__(64) TensorMap { u64 bits[16]; };
 #define BS 64
 #define WN 128
@@ -117,19 +121,19 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 da, u64 db)
 #else
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
 #endif
-        "{''' + _REGS + r'''}, %64, %65, p, 1, 1, 0, 1;\n}\n"
-        : ''' + _OUTS + r'''
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "l"(da), "l"(db), "r"(1));
-}
-
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-    u32 r;
-#if IS_BF16
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-    return r;
 }
 
 // tmA: A's values as a (nnzb*64) x 64 matrix; tmB: B (k x n); tmC: C (m x n), used by EPI 2 only.
@@ -419,4 +423,3 @@ bsr_spmm_tma(const __grid_constant__ TensorMap tmA, const __grid_constant__ Tens
     }
 #endif
 }
-'''

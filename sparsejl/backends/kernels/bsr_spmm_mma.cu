@@ -1,24 +1,31 @@
-"""CUDA sources of the BSR SpMM kernels that run on any recent NVIDIA GPU (see _bsr_kernels.py).
-
-* ``MMA_SOURCE``, ``bsr_spmm_mma``: tensor cores (``mma.sync`` m16n8k16, fp16 or bf16 in, fp32
-  accumulate) fed by a ``cp.async`` pipeline; blocksizes 16, 32, 64; ``n`` a multiple of 8. One CTA
-  per (block row, ``BN`` columns) tile walks the stored blocks of its block row.
-* ``GENERIC_SOURCE``, ``bsr_spmm_generic``: CUDA cores, any value dtype, blocksize up to 128, any ``n``.
-"""
-
-MMA_SOURCE = r"""// Block-sparse (BSR) x dense SpMM on tensor cores: C[m,n] = A[m,k] (BSR, b x b blocks) @ B[k,n].
+// Block-sparse (BSR) x dense SpMM on tensor cores: C[m,n] = A[m,k] (BSR, b x b blocks) @ B[k,n].
 // One CTA computes a BS x BN tile of C: block row `brow`, columns n0..n0+BN-1. It walks the
 // stored blocks of that block row; for each it copies the A block and the BS rows of B that the
 // block's column selects into shared memory (cp.async, STAGES deep) and runs mma.sync m16n8k16
 // (fp16 or bf16 in, fp32 accumulate). B and C are row-major with leading dimension n.
-typedef unsigned short u16;
-typedef unsigned int u32;
+// Blocksizes 16, 32, 64; fp16 or bf16 in; n a multiple of 8. Compile-time configuration (defaults
+// here only so that the file compiles on its own; _bsr_kernels.mma_kernel passes every one):
+//   BS blocksize, BN columns of C per CTA, WARPS_M x WARPS_N warps, STAGES pipeline depth,
+//   IS_BF16, OUT_KIND, INDEX_T.
+#include "bsr_common.cuh"
 
-#ifndef IS_BF16
-#define IS_BF16 0
-#endif
 #ifndef OUT_KIND
 #define OUT_KIND 0   // 0: same 16-bit type as the inputs, 1: float32
+#endif
+#ifndef BS
+#define BS 32
+#endif
+#ifndef BN
+#define BN 128
+#endif
+#ifndef WARPS_M
+#define WARPS_M 1
+#endif
+#ifndef WARPS_N
+#define WARPS_N 4
+#endif
+#ifndef STAGES
+#define STAGES 4
 #endif
 
 __device__ __forceinline__ void cp_async16(u32 saddr, const void* gptr, int src_bytes) {
@@ -44,16 +51,6 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const u32 (&a)[4], u32 b
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-    u32 r;
-#if IS_BF16
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-    return r;
-}
-
 __device__ __forceinline__ void store_pair(void* C, long long idx, float x, float y, bool ok0, bool ok1) {
 #if OUT_KIND == 1
     float* c = (float*)C + idx;
@@ -187,74 +184,3 @@ bsr_spmm_mma(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ ind
         }
     }
 }
-"""
-
-GENERIC_SOURCE = r"""// BSR x dense SpMM on CUDA cores, for what the tensor-core kernel does not take (float32/64, any
-// blocksize up to 128, any n). Thread (tx, ty) of a 64x4 CTA owns column n0+tx of rows ty, ty+4,
-// ... of block row blockIdx.x; values accumulate in ACC_T (float, or double for float64).
-typedef unsigned short u16;
-typedef unsigned int u32;
-
-__device__ __forceinline__ float to_f(u16 v) {
-#if VAL_KIND == 1
-    return __uint_as_float(((u32)v) << 16);
-#else
-    float f; asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(v)); return f;
-#endif
-}
-#if VAL_KIND == 2
-typedef float VAL_T;
-#define LOAD(p, i) ((ACC_T)(p)[i])
-#elif VAL_KIND == 3
-typedef double VAL_T;
-#define LOAD(p, i) ((ACC_T)(p)[i])
-#else
-typedef u16 VAL_T;
-#define LOAD(p, i) ((ACC_T)to_f((p)[i]))
-#endif
-
-__device__ __forceinline__ void store_out(OUT_T* C, long long i, ACC_T v) {
-#if OUT_KIND == 0
-    C[i] = (OUT_T)v;
-#elif OUT_KIND == 1
-    u32 bits = __float_as_uint((float)v);
-    bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even (inputs are finite here)
-    C[i] = (u16)(bits >> 16);
-#else
-    u16 h; asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(h) : "f"((float)v)); C[i] = h;
-#endif
-}
-
-#define MAXR 32
-extern "C" __global__ void __launch_bounds__(256)
-bsr_spmm_generic(const INDEX_T* __restrict__ indptr, const INDEX_T* __restrict__ indices,
-                 const VAL_T* __restrict__ data, const VAL_T* __restrict__ B, OUT_T* __restrict__ C,
-                 long long n, int b)
-{
-    const long long col = (long long)blockIdx.y * 64 + threadIdx.x;
-    const int ty = threadIdx.y;
-    const long long brow = blockIdx.x;
-    ACC_T acc[MAXR];
-    #pragma unroll
-    for (int r = 0; r < MAXR; ++r) acc[r] = 0;
-    if (col < n) {
-        for (long long p = indptr[brow]; p < indptr[brow + 1]; ++p) {
-            const VAL_T* blk = data + p * (long long)b * b;
-            const VAL_T* bcol = B + (long long)indices[p] * b * n + col;
-            for (int kk = 0; kk < b; ++kk) {
-                ACC_T bv = LOAD(bcol, (long long)kk * n);
-                #pragma unroll
-                for (int r = 0; r < MAXR; ++r) {
-                    int row = ty + 4 * r;
-                    if (row < b) acc[r] += LOAD(blk, row * b + kk) * bv;
-                }
-            }
-        }
-        #pragma unroll
-        for (int r = 0; r < MAXR; ++r) {
-            int row = ty + 4 * r;
-            if (row < b) store_out(C, (brow * b + row) * n + col, acc[r]);
-        }
-    }
-}
-"""
