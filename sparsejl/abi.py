@@ -56,8 +56,8 @@ class Entry:
 
 
 def table_path() -> Path:
-    from . import runtime
-    return runtime.package_dir() / "src" / "abi.txt"
+    from .julia.find import package_dir
+    return package_dir() / "src" / "abi.txt"
 
 
 @functools.lru_cache(maxsize=None)
