@@ -12,7 +12,7 @@ module CABI
 using ..ABI
 using ..ABI: LAYOUTS, parse_key
 import ..GPU
-using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem,
+using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem, with_team, release_helpers!,
                   unchecked_spmm_rowmajor!, symbolic_problem, unchecked_spgemm_symbolic!,
                   numeric_problem, unchecked_spgemm_numeric!, bsr_numeric_problem,
                   unchecked_bsr_spgemm_numeric!, operands_problem, column_type_problem,
@@ -142,12 +142,16 @@ types and its slot layout are type parameters, so the compiled entry calls the k
 dispatch and reads each slot at a fixed position.
 """
 struct Entry{J,T<:Tuple,L} end
-(::Entry{J,Tuple{},L})(args::Ptr{Int64}) where {J,L} = guarded(a -> J(Slots{L}(a)), args)
-(::Entry{J,Tuple{A,B},L})(args::Ptr{Int64}) where {J,A,B,L} = guarded(a -> J(Slots{L}(a), A, B), args)
+(::Entry{J,Tuple{},L})(args::Ptr{Int64}) where {J,L} = guarded(a -> in_team(() -> J(Slots{L}(a)), J), args)
+(::Entry{J,Tuple{A,B},L})(args::Ptr{Int64}) where {J,A,B,L} =
+    guarded(a -> in_team(() -> J(Slots{L}(a), A, B), J), args)
 (::Entry{J,Tuple{A,B,C,D},L})(args::Ptr{Int64}) where {J,A,B,C,D,L} =
-    guarded(a -> J(Slots{L}(a), A, B, C, D), args)
+    guarded(a -> in_team(() -> J(Slots{L}(a), A, B, C, D), J), args)
 (::Entry{J,Tuple{A,B,C,D,E,F},L})(args::Ptr{Int64}) where {J,A,B,C,D,E,F,L} =
-    guarded(a -> J(Slots{L}(a), A, B, C, D, E, F), args)
+    guarded(a -> in_team(() -> J(Slots{L}(a), A, B, C, D, E, F), J), args)
+
+"A CPU job holds the other threads for its loops (`with_team`); a GPU job only enqueues work."
+in_team(job, J) = parentmodule(J) === GPU ? job() : with_team(job)
 
 "The Julia function that runs entry point `name`: `<name>_job`, in `SparseJL.GPU` for `cuda_*`."
 job_function(name::AbstractString) =
@@ -201,6 +205,7 @@ function eval_job(s::Slots)
     @check len >= 0 "source length $len is negative"
     @check len == 0 || slot(s, :source) != 0 "eval: the source pointer is null"
     src = len == 0 ? "" : unsafe_string(Ptr{UInt8}(address(s, :source)), len)
+    release_helpers!()                 # the source may schedule tasks on every thread
     value = Base.include_string(Main, src, "sparsejl-eval")
     write_cstring(slot(s, :out), slot(s, :out_cap), string(value))
     return nothing
@@ -211,24 +216,29 @@ evaluate(args::Ptr{Int64}) = guarded(a -> eval_job(Slots(a, :eval)), args)
 
 # --- the owner thread -------------------------------------------------------------------------------
 
-"Spins on the mailbox before `serve` sleeps on its semaphore (settable: `SPIN_LIMIT[] = n`)."
-const SPIN_LIMIT = Ref(20000)
+"""
+Nanoseconds `serve` keeps polling the mailbox after a job before it sleeps on its semaphore
+(settable: `SPIN_NS[] = n`): long enough that the next call of a stream finds it awake, short
+enough that it does not hold a core that the caller's next library needs.
+"""
+const SPIN_NS = Ref{UInt64}(100_000)
 
 """
     serve(box, go, done)
 
 The owner thread's loop; never returns. `box` holds four Int64: the job's function pointer, its
-args pointer, the returned status, and a flag the caller sets to 1. The loop spins up to
-`SPIN_LIMIT[]` times on the flag, then sleeps on the POSIX semaphore `go`; after each job it
-posts `done`.
+args pointer, the returned status, and a flag the caller sets to 1. The loop polls the flag for
+`SPIN_NS[]` nanoseconds, then sleeps on the POSIX semaphore `go`; after each job it posts `done`.
 """
 function serve(box::Ptr{Int64}, go::Ptr{Cvoid}, done::Ptr{Cvoid})
     while true
-        spins = 0
+        since = time_ns()
         while unsafe_load(box, 4) == 0
-            spins += 1
-            if spins > SPIN_LIMIT[]
-                ccall(:sem_wait, Cint, (Ptr{Cvoid},), go); spins = 0
+            if time_ns() - since > SPIN_NS[]
+                gc_state = ccall(:jl_gc_safe_enter, Int8, ())
+                ccall(:sem_wait, Cint, (Ptr{Cvoid},), go)
+                ccall(:jl_gc_safe_leave, Cvoid, (Int8,), gc_state)
+                since = time_ns()
             end
             ccall(:jl_cpu_pause, Cvoid, ())
         end

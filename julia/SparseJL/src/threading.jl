@@ -40,6 +40,136 @@ end
 const CHUNKS_PER_THREAD = Ref(4)
 
 """
+    RowLoop
+
+One parallel loop: chunk `t` is rows `bounds[t]+1:bounds[t+1]`; `next` hands out chunk numbers,
+`done` counts finished chunks. A thread touches the operands only after claiming a chunk, and the
+loop returns only when every claimed chunk is done, so no thread works on them afterwards.
+"""
+struct RowLoop{F}
+    f::F
+    bounds::Vector{Int}
+    next::Threads.Atomic{Int}
+    done::Threads.Atomic{Int}
+    failure::Base.RefValue{Any}
+end
+
+RowLoop(f::F, bounds::Vector{Int}) where {F} =
+    RowLoop{F}(f, bounds, Threads.Atomic{Int}(1), Threads.Atomic{Int}(0), Ref{Any}(nothing))
+
+"""
+    Team
+
+The other Julia threads, held for the length of one job (`with_team`): each runs a helper that
+takes part in every `foreach_rowchunk` loop the job starts, spinning between loops. Waking them
+once, as the job starts, overlaps their wake-up with the job's checks instead of putting it in
+front of every loop.
+"""
+mutable struct Team
+    owner::Task
+    open::Threads.Atomic{Bool}
+    published::Threads.Atomic{Int}   # loops published so far; a change means `loop` is new
+    loop::Any
+end
+
+const TEAM = Ref{Union{Team,Nothing}}(nothing)
+
+# Between jobs each helper thread sleeps in `sem_wait` on a semaphore of its own, not in Julia's
+# scheduler: Julia 1.5's idle threads spin for 4 ms before they sleep, whatever
+# JULIA_THREAD_SLEEP_THRESHOLD says, and that spin took a core from the next library the caller
+# ran (a NumPy product right after a sparsejl one took 2-5 times as long).
+const HELPER_SEMAPHORES = Vector{Vector{UInt8}}()   # sem_t storage, one per helper thread
+const HELPER_TASKS = Task[]
+const RELEASING = Threads.Atomic{Bool}(false)
+
+"""
+    with_team(job)
+
+Run `job()` with the other Julia threads held as helpers of its loops (see [`Team`](@ref)).
+Used by the C entry points, which run one job at a time on the owner thread.
+"""
+function with_team(job::F) where {F}
+    nt = nthreads()
+    (nt == 1 || TEAM[] !== nothing) && return job()
+    isempty(HELPER_TASKS) && start_helpers!(nt)
+    team = Team(current_task(), Threads.Atomic{Bool}(true), Threads.Atomic{Int}(0), nothing)
+    TEAM[] = team
+    for sem in HELPER_SEMAPHORES
+        ccall(:sem_post, Cint, (Ptr{UInt8},), sem)
+    end
+    try
+        return job()
+    finally
+        TEAM[] = nothing
+        team.open[] = false
+    end
+end
+
+function start_helpers!(nt::Int)
+    RELEASING[] = false
+    for tid in 2:nt
+        sem = zeros(UInt8, 64)                        # sizeof(sem_t) is 32 on x86-64 glibc
+        ccall(:sem_init, Cint, (Ptr{UInt8}, Cint, Cuint), sem, 0, 0)
+        push!(HELPER_SEMAPHORES, sem)
+        push!(HELPER_TASKS, start_on_thread(() -> helper_loop(sem), tid))
+    end
+end
+
+"""
+    release_helpers!()
+
+End the helper tasks, leaving their threads to Julia's scheduler (for code that schedules tasks
+of its own on them, such as `Threads.@threads` in the `eval` entry point); the next `with_team`
+starts them again.
+"""
+function release_helpers!()
+    isempty(HELPER_TASKS) && return nothing
+    RELEASING[] = true
+    foreach(sem -> ccall(:sem_post, Cint, (Ptr{UInt8},), sem), HELPER_SEMAPHORES)
+    foreach(wait, HELPER_TASKS)
+    foreach(sem -> ccall(:sem_destroy, Cint, (Ptr{UInt8},), sem), HELPER_SEMAPHORES)
+    empty!(HELPER_TASKS)
+    empty!(HELPER_SEMAPHORES)
+    return nothing
+end
+
+"Schedule `f` as a task that runs on thread `tid` and stays there (as `Threads.@threads` does)."
+function start_on_thread(f, tid::Int)
+    t = Task(f)
+    t.sticky = true
+    ccall(:jl_set_task_tid, Cvoid, (Any, Cint), t, tid - 1)
+    schedule(t)
+    return t
+end
+
+function helper_loop(sem::Vector{UInt8})
+    while true
+        gc_state = ccall(:jl_gc_safe_enter, Int8, ())   # the GC may run while this thread waits
+        ccall(:sem_wait, Cint, (Ptr{UInt8},), sem)
+        ccall(:jl_gc_safe_leave, Cvoid, (Int8,), gc_state)
+        RELEASING[] && return nothing
+        team = TEAM[]
+        team === nothing || help(team)                 # nothing: that job ended before we woke
+    end
+end
+
+function help(team::Team)
+    seen = 0
+    while true
+        published = team.published[]
+        if published != seen
+            seen = published
+            claim_chunks!(team.loop)
+        elseif !team.open[]
+            return nothing
+        else
+            ccall(:jl_cpu_pause, Cvoid, ())
+            GC.safepoint()
+        end
+    end
+end
+
+"""
     foreach_rowchunk(f, cumwork, m, work)
 
 Call `f(first_row, last_row)` on contiguous chunks covering rows `1:m`, about equal in work, which
@@ -54,31 +184,37 @@ function foreach_rowchunk(f::F, cumwork::C, m::Int, work::Integer) where {F,C}
         return nothing
     end
     nchunks = min(m, CHUNKS_PER_THREAD[] * nt)
-    bounds = partition_rows(cumwork, m, nchunks)
-    next, done = Threads.Atomic{Int}(1), Threads.Atomic{Int}(0)
-    failure = Ref{Any}(nothing)
-    for _ in 2:nt
-        # A helper that starts after the work is gone claims nothing and touches no operand.
-        Threads.@spawn claim_chunks!(f, bounds, next, done, failure)
+    loop = RowLoop(f, partition_rows(cumwork, m, nchunks))
+    team = TEAM[]
+    if team !== nothing && team.owner === current_task()
+        team.loop = loop
+        Threads.atomic_add!(team.published, 1)     # a full barrier: helpers see `loop` first
+    else
+        for _ in 2:nt
+            # A helper that starts after the work is gone claims nothing and touches no operand.
+            Threads.@spawn claim_chunks!(loop)
+        end
     end
-    claim_chunks!(f, bounds, next, done, failure)
-    while done[] < nchunks                 # chunks claimed by helpers still running
+    claim_chunks!(loop)
+    while loop.done[] < nchunks                 # chunks claimed by helpers still running
+        ccall(:jl_cpu_pause, Cvoid, ())
         yield()
     end
-    failure[] === nothing || throw(failure[])
+    loop.failure[] === nothing || throw(loop.failure[])
     return nothing
 end
 
-function claim_chunks!(f::F, bounds::Vector{Int}, next, done, failure) where {F}
+function claim_chunks!(loop::RowLoop)
+    bounds = loop.bounds
     nchunks = length(bounds) - 1
     while true
-        t = Threads.atomic_add!(next, 1)   # the old value: this chunk is ours
+        t = Threads.atomic_add!(loop.next, 1)   # the old value: this chunk is ours
         t > nchunks && return nothing
         try
-            f(bounds[t] + 1, bounds[t+1])
+            loop.f(bounds[t] + 1, bounds[t+1])
         catch e
-            failure[] = e
+            loop.failure[] = e
         end
-        Threads.atomic_add!(done, 1)
+        Threads.atomic_add!(loop.done, 1)
     end
 end
