@@ -72,15 +72,9 @@ def attach(lib) -> Booted:
     return _load_sparsejl(lib, None)
 
 
-THREAD_SLEEP_THRESHOLD_NS = 100_000
-
-
 def prepare_environment() -> None:
     """What Julia reads from the environment once, in jl_init."""
     os.environ.setdefault("JULIA_NUM_THREADS", os.environ.get("SPARSEJL_NUM_THREADS", str(os.cpu_count() or 1)))
-    # Julia's idle threads spin 4 ms before they sleep, holding cores that the caller's next
-    # library (NumPy's BLAS, PyTorch) needs; 100 µs still covers the gap between calls of a stream.
-    os.environ.setdefault("JULIA_THREAD_SLEEP_THRESHOLD", str(THREAD_SLEEP_THRESHOLD_NS))
 
 
 @contextlib.contextmanager
