@@ -2,10 +2,10 @@
 
 from . import prune, shapes
 from .backends import BackendStatus, backends
-from .formats import BSR, CSR
+from .formats import BSR, CSR, check_format
 from .ops import spgemm, spmm
 from .runtime import JuliaError, JuliaNotFound
 
 __version__ = "0.1.0"
-__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "JuliaError", "JuliaNotFound",
+__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "check_format", "JuliaError", "JuliaNotFound",
            "shapes", "prune"]

@@ -3,9 +3,17 @@
 A view never copies what it is given. `check_format` validates the arrays: the cheap checks
 (dtypes, lengths, shape) always, the O(nnz) content checks on request. The arrays may be NumPy or
 CuPy; checks use the arrays' own module.
+
+On the GPU the content checks read the device (they wait for it), so a matrix's structure is
+checked once, when it is first multiplied, and the verdict is kept with the matrix
+(`checked_once`): as long as its `indptr` and `indices` are the same array objects, later products
+skip the check. Arrays changed in place need `check_format()` (or `sparsejl.check_format(A)` for a
+SciPy or CuPy matrix) again before the next product.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,6 +59,7 @@ class _Compressed:
     def __init__(self, data, indices, indptr, shape):
         self.data, self.indices, self.indptr = data, indices, indptr
         self.shape = _check_dims(shape)
+        self.verdict = None   # the StructureVerdict of its last full check, if still valid
 
     @property
     def dtype(self) -> np.dtype:
@@ -116,6 +125,8 @@ class CSR(_Compressed):
         self._check_indexing(self.shape[0], self.shape[1], full, value_dtypes)
         if getattr(self.data, "ndim", None) != 1:
             raise ValueError(f"CSR data must be 1-D, got shape {getattr(self.data, 'shape', '?')}")
+        if full:
+            self.verdict = StructureVerdict(self)
         return self
 
     @classmethod
@@ -168,6 +179,8 @@ class BSR(_Compressed):
         if getattr(self.data, "ndim", None) != 3 or tuple(self.data.shape[1:]) != (b, b):
             raise ValueError(f"BSR data must have shape (nnzb, {b}, {b}), got {getattr(self.data, 'shape', '?')}")
         self._check_indexing(m // b, n // b, full, value_dtypes)
+        if full:
+            self.verdict = StructureVerdict(self)
         return self
 
     @property
@@ -219,3 +232,66 @@ def as_view(a) -> CSR | BSR:
         return BSR(a.data, a.indices, a.indptr, a.shape, a.blocksize)
     raise TypeError(f"expected a CSR or BSR sparse matrix (SciPy, CuPy or sparsejl.CSR/BSR), got "
                     f"{type(a).__module__}.{type(a).__name__}" + (f" in format {fmt!r}; convert it with .tocsr()" if fmt else ""))
+
+
+class StructureVerdict:
+    """That one full check passed for these `indptr` and `indices` objects (held, so that their
+    identity stays theirs) at this shape; `cache` keeps what backends derive from the structure
+    alone (a GPU kernel's block-row order, say), dropped with the verdict."""
+
+    __slots__ = ("indptr", "indices", "shape", "blocksize", "cache")
+
+    def __init__(self, view):
+        self.indptr, self.indices = view.indptr, view.indices
+        self.shape, self.blocksize = view.shape, view.blocksize
+        self.cache = {}
+
+    def holds_for(self, view) -> bool:
+        return (self.indptr is view.indptr and self.indices is view.indices and self.shape == view.shape
+                and self.blocksize == view.blocksize)
+
+
+_foreign_verdicts: dict = {}   # id(SciPy/CuPy matrix) -> (weak reference to it, its verdict)
+
+
+def _forget(key):
+    return lambda _ref: _foreign_verdicts.pop(key, None)
+
+
+def checked_once(view, source, value_dtypes=VALUE_DTYPES):
+    """`view` of `source` (itself, or the SciPy/CuPy matrix it wraps) after the cheap checks, and
+    the content checks unless a verdict kept with `source` still holds; `view.verdict` is then the
+    verdict, whose `cache` the backends may use."""
+    view.check_format(full=False, value_dtypes=value_dtypes)
+    if source is view:
+        if view.verdict is None or not view.verdict.holds_for(view):
+            view.check_format(full=True, value_dtypes=value_dtypes)
+        return view
+    kept = _foreign_verdicts.get(id(source))
+    if kept is not None and kept[0]() is source and kept[1].holds_for(view):
+        view.verdict = kept[1]
+        return view
+    view.check_format(full=True, value_dtypes=value_dtypes)
+    try:
+        ref = weakref.ref(source, _forget(id(source)))
+    except TypeError:       # an object that takes no weak reference: checked on every call
+        return view
+    _foreign_verdicts[id(source)] = (ref, view.verdict)
+    return view
+
+
+def check_format(A, value_dtypes=None) -> None:
+    """Check every part of `A`'s structure now (a sparsejl CSR/BSR, or a SciPy or CuPy CSR/BSR
+    matrix), raising ValueError on the first problem, and keep the verdict for later GPU products.
+    Call it after changing `indptr` or `indices` in place."""
+    view = as_view(A)
+    _foreign_verdicts.pop(id(A), None)
+    view.verdict = None
+    checked_once(view, A, value_dtypes if value_dtypes is not None else _all_value_dtypes(view))
+
+
+def _all_value_dtypes(view):
+    if array_module(view.data) is np:
+        return VALUE_DTYPES
+    from .backends import _cuda
+    return _cuda.value_dtypes()

@@ -1,15 +1,25 @@
-"""spmm and spgemm: take the caller's operands, validate them, hand them to one backend."""
+"""spmm and spgemm: the caller's operands -> validated views -> one backend -> the caller's kind."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import interop
 from .backends import select as _select_backend
-from .formats import array_module, as_view, check_value_dtype
+from .formats import array_module, as_view, check_value_dtype, checked_once
 
 
-def _on_gpu(a, b) -> bool:
-    return array_module(a) is not np or array_module(b) is not np
+def _where(a) -> str:
+    return "CPU" if array_module(a) is np else "GPU"
+
+
+def _same_device(view, B) -> bool:
+    """Whether A and B live on one side (both host or both device); a mix is a TypeError."""
+    on_gpu = array_module(view.data) is not np
+    if on_gpu != (array_module(B) is not np):
+        raise TypeError(f"A is on the {_where(view.data)} but B is on the {_where(B)}; "
+                        "move one of them (A and B must live on one device)")
+    return on_gpu
 
 
 def _dense_operand(B, k: int, backend):
@@ -19,7 +29,7 @@ def _dense_operand(B, k: int, backend):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
         B = np.asarray(B)
-    check_value_dtype(B.dtype, "B", _value_dtypes(backend))
+    check_value_dtype(B.dtype, "B", backend.value_dtypes())
     if B.ndim not in (1, 2):
         raise ValueError(f"B must be a vector or a matrix, got {B.ndim} dimensions")
     if B.shape[0] != k:
@@ -32,14 +42,15 @@ def _dense_operand(B, k: int, backend):
     return B, vector
 
 
-def _value_dtypes(backend):
-    """The value types `backend` takes (each backend module names them; the GPU's include 16-bit)."""
-    return backend.VALUE_DTYPES
-
-
-def _sparse_operand(view, backend):
-    """The view checked for `backend`: cheap checks always, O(nnz) ones unless Julia makes them."""
-    return view.check_format(full=not backend.VALIDATES_CONTENT, value_dtypes=_value_dtypes(backend))
+def _sparse_operand(view, source, backend):
+    """The view checked for `backend`: the cheap checks always; the O(nnz) ones on every call on
+    the CPU (unless Julia makes them), once per matrix on the GPU, where they wait for the device
+    (formats.checked_once)."""
+    if backend.checks_structure:
+        return view.check_format(full=False, value_dtypes=backend.value_dtypes())
+    if backend.device == "gpu":
+        return checked_once(view, source, backend.value_dtypes())
+    return view.check_format(full=True, value_dtypes=backend.value_dtypes())
 
 
 def _check_out(out, shape, dtype, operands):
@@ -56,41 +67,53 @@ def _check_out(out, shape, dtype, operands):
     if xp is np and not out.flags.writeable:
         raise ValueError("out is read-only")
     for name, a in operands:
-        if xp is np and a.size and out.size and np.may_share_memory(out, a):
+        if a.size and out.size and xp.may_share_memory(out, a):
             raise ValueError(f"out overlaps {name}")
-
-
-def _result_shape(view, B, vector):
-    return (view.shape[0],) if vector else (view.shape[0], B.shape[1])
 
 
 def spmm(A, B, *, backend: str | None = None, out=None):
     """A @ B for a sparse A (CSR or BSR) and a dense matrix or vector B.
 
-    Returns a dense array on A's device (NumPy, or CuPy for CuPy operands) with the dtype NumPy's
-    promotion gives (float32 @ float32 -> float32, anything with float64 -> float64). With `out`,
-    the result is written there (it must have that shape and dtype, be C-contiguous and writeable,
-    and not overlap A or B) and `out` is returned.
+    Returns a dense array of the caller's kind on A's device (NumPy; CuPy for CuPy operands; a
+    PyTorch tensor for tensors, on their device and stream) with the dtype NumPy's promotion gives
+    (float32 @ float32 -> float32, anything with float64 -> float64). With `out`, the result is
+    written there (it must have that shape and dtype, be C-contiguous and writeable, and not
+    overlap A or B) and `out` is returned. On the GPU nothing waits for the device: the product is
+    queued on the current stream (a CUDA graph may capture it).
     """
     view = as_view(A)
-    mod = _select_backend(backend, _on_gpu(view.data, B))
-    view = _sparse_operand(view, mod)
-    B, vector = _dense_operand(B, view.shape[1], mod)
+    B, caller = interop.native(B)
+    chosen = _select_backend(backend, _same_device(view, B))
+    view = _sparse_operand(view, A, chosen)
+    B, vector = _dense_operand(B, view.shape[1], chosen)
     dtype = B.dtype if view.data.dtype == B.dtype else np.result_type(view.data.dtype, B.dtype)
     m, n = view.shape[0], B.shape[1]
-    if out is not None:
-        _check_out(out, (m,) if vector else (m, n), dtype,
-                   [("B", B), ("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)])
-    if getattr(mod, "WRITES_OUT", False):  # the backend fills a given array: no copy of the result
-        target = out.reshape(m, n) if out is not None else _allocate(array_module(B), (m, n), dtype)
-        result = mod.spmm(view, B, out=target)
+    if out is None:
+        target = _allocate(array_module(B), (m, n), dtype)
     else:
-        result = mod.spmm(view, B)
-        if out is not None:
-            out.reshape(m, n)[...] = result
+        target, _ = interop.native(out)
+        if array_module(target) is not array_module(B):
+            raise TypeError(f"out is on the {_where(target)} but the operands are on the {_where(B)}")
+        _check_out(target, (m,) if vector else (m, n), dtype,
+                   [("B", B), ("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)])
+        target = target.reshape(m, n)
+    with caller.stream() if caller is not None else _NO_STREAM:
+        chosen.spmm(view, B, target)
     if out is not None:
         return out
-    return result.reshape(m) if vector else result
+    result = target.reshape(m) if vector else target
+    return caller.back(result) if caller is not None else result
+
+
+class _NoStream:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_STREAM = _NoStream()
 
 
 def _allocate(xp, shape, dtype):
@@ -106,10 +129,11 @@ def spgemm(A, B, *, backend: str | None = None):
     """A @ B for two sparse matrices: CSR @ CSR -> CSR, BSR @ BSR (one blocksize) -> BSR.
 
     The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates.
+    On the GPU it waits for the device once, to size the result (cuSPARSE counts it first).
     """
     a, b = as_view(A), as_view(B)
-    mod = _select_backend(backend, _on_gpu(a.data, b.data))
-    a, b = _sparse_operand(a, mod), _sparse_operand(b, mod)
+    chosen = _select_backend(backend, _same_device(a, b.data))
+    a, b = _sparse_operand(a, A, chosen), _sparse_operand(b, B, chosen)
     if a.format != b.format:
         raise ValueError(f"spgemm multiplies two CSR or two BSR matrices, got {a.format} @ {b.format}; "
                          "convert one with .tocsr() or .tobsr()")
@@ -117,4 +141,4 @@ def spgemm(A, B, *, backend: str | None = None):
         raise ValueError(f"block sizes differ: {a.blocksize} for A and {b.blocksize} for B")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"dimension mismatch: A is {a.shape[0]}x{a.shape[1]}, B is {b.shape[0]}x{b.shape[1]}")
-    return mod.spgemm(a, b)
+    return chosen.spgemm(a, b)

@@ -4,6 +4,8 @@ what pytest loads per folder, and tests/gpu has its own)."""
 import numpy as np
 import scipy.sparse as sp
 
+import sparsejl
+
 CPU_BACKENDS = ["julia", "scipy", "dense"]
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
@@ -52,3 +54,38 @@ def assert_product_close(got, A, B, dtype):
     err = np.abs(got.astype(np.float64) - ref)
     bound = RTOL[np.dtype(dtype)] * (scale + np.finfo(np.float64).tiny)
     assert np.all(err <= bound), f"max error {err.max()} exceeds bound at {np.unravel_index(np.argmax(err - bound), err.shape)}"
+
+
+# Malformed operands, shared by the CPU tests and the GPU ones (tests/gpu, each case in a process of its own)
+
+def csr(indptr, indices, data, shape, index_dtype=np.int32):
+    return sparsejl.CSR(np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=index_dtype),
+                        np.asarray(indptr, dtype=index_dtype), shape)
+
+
+# id: (operand, the words the message must contain)
+MALFORMED_CSR = {
+    "indptr-short": (csr([0, 1], [0], [1.0], (2, 2)), "indptr has length 2, expected 3"),
+    "indptr-long": (csr([0, 1, 1, 1], [0], [1.0], (2, 2)), "indptr has length 4, expected 3"),
+    "indptr-start": (csr([1, 1, 1], [0], [1.0], (2, 2)), "indptr[0] is 1, expected 0"),
+    "indptr-decreasing": (csr([0, 2, 1], [0, 1], [1.0, 2.0], (2, 2)), "indptr decreases"),
+    "indptr-past-nnz": (csr([0, 1, 3], [0, 1], [1.0, 2.0], (2, 2)), "past the 2 stored"),
+    "index-too-large": (csr([0, 1, 2], [0, 2], [1.0, 2.0], (2, 2)), "out of range"),
+    "index-negative": (csr([0, 1, 2], [0, -1], [1.0, 2.0], (2, 2)), "out of range"),
+    "data-short": (sparsejl.CSR(np.ones(1), np.zeros(2, np.int32), np.array([0, 1, 2], np.int32), (2, 2)),
+                   "data holds 1 values but indices holds 2"),
+}
+
+
+def bsr(indptr, indices, data, shape, b):
+    return sparsejl.BSR(np.asarray(data, dtype=np.float32), np.asarray(indices, np.int64),
+                        np.asarray(indptr, np.int64), shape, b)
+
+
+MALFORMED_BSR = {
+    "not a multiple of the blocksize": bsr([0, 1], [0], np.ones((1, 2, 2)), (3, 2), 2),
+    "data must have shape": bsr([0, 1], [0], np.ones((1, 2, 3)), (2, 2), 2),
+    "blocksize 200 is outside": bsr([0, 1], [0], np.ones((1, 200, 200)), (200, 200), 200),
+    "out of range": bsr([0, 1, 1], [1], np.ones((1, 2, 2)), (4, 2), 2),
+    "decreases": bsr([0, 1, 0], [0], np.ones((1, 2, 2)), (4, 2), 2),
+}

@@ -7,26 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import sparsejl
-from sparse_cases import CPU_BACKENDS
-
-
-def csr(indptr, indices, data, shape, index_dtype=np.int32):
-    return sparsejl.CSR(np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=index_dtype),
-                        np.asarray(indptr, dtype=index_dtype), shape)
-
-
-# id: (operand, the words the message must contain)
-MALFORMED_CSR = {
-    "indptr-short": (csr([0, 1], [0], [1.0], (2, 2)), "indptr has length 2, expected 3"),
-    "indptr-long": (csr([0, 1, 1, 1], [0], [1.0], (2, 2)), "indptr has length 4, expected 3"),
-    "indptr-start": (csr([1, 1, 1], [0], [1.0], (2, 2)), "indptr[0] is 1, expected 0"),
-    "indptr-decreasing": (csr([0, 2, 1], [0, 1], [1.0, 2.0], (2, 2)), "indptr decreases"),
-    "indptr-past-nnz": (csr([0, 1, 3], [0, 1], [1.0, 2.0], (2, 2)), "past the 2 stored"),
-    "index-too-large": (csr([0, 1, 2], [0, 2], [1.0, 2.0], (2, 2)), "out of range"),
-    "index-negative": (csr([0, 1, 2], [0, -1], [1.0, 2.0], (2, 2)), "out of range"),
-    "data-short": (sparsejl.CSR(np.ones(1), np.zeros(2, np.int32), np.array([0, 1, 2], np.int32), (2, 2)),
-                   "data holds 1 values but indices holds 2"),
-}
+from sparse_cases import CPU_BACKENDS, MALFORMED_BSR, MALFORMED_CSR
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -46,20 +27,6 @@ def test_malformed_csr_spgemm(backend, problem):
         sparsejl.spgemm(A, good, backend=backend)
     with pytest.raises(ValueError, match=re.escape(words)):
         sparsejl.spgemm(good, A, backend=backend)
-
-
-def bsr(indptr, indices, data, shape, b):
-    return sparsejl.BSR(np.asarray(data, dtype=np.float32), np.asarray(indices, np.int64),
-                        np.asarray(indptr, np.int64), shape, b)
-
-
-MALFORMED_BSR = {
-    "not a multiple of the blocksize": bsr([0, 1], [0], np.ones((1, 2, 2)), (3, 2), 2),
-    "data must have shape": bsr([0, 1], [0], np.ones((1, 2, 3)), (2, 2), 2),
-    "blocksize 200 is outside": bsr([0, 1], [0], np.ones((1, 200, 200)), (200, 200), 200),
-    "out of range": bsr([0, 1, 1], [1], np.ones((1, 2, 2)), (4, 2), 2),
-    "decreases": bsr([0, 1, 0], [0], np.ones((1, 2, 2)), (4, 2), 2),
-}
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

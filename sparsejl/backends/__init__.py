@@ -30,22 +30,23 @@ class BackendStatus:
         return f"{self.name} ({self.device}): " + ("available" if self.available else f"unavailable: {self.reason}")
 
 
-_imported = {}
+_loaded: dict = {}
 
 
-def module(name: str):
-    mod = _imported.get(name)
-    if mod is None:
+def backend(name: str):
+    """The `Backend` (backends/protocol.py) called `name`; its module is imported on first use."""
+    found = _loaded.get(name)
+    if found is None:
         if name not in _MODULES:
             raise ValueError(f"unknown backend {name!r}; backends are {', '.join(_MODULES)}")
-        mod = _imported[name] = importlib.import_module(_MODULES[name])
-    return mod
+        found = _loaded[name] = importlib.import_module(_MODULES[name]).BACKEND
+    return found
 
 
 def status(name: str) -> BackendStatus:
-    mod = module(name)
-    reason = mod.availability()
-    return BackendStatus(name, mod.DEVICE, reason is None, reason)
+    b = backend(name)
+    reason = b.availability()
+    return BackendStatus(name, b.device, reason is None, reason)
 
 
 def backends() -> list[BackendStatus]:
@@ -57,26 +58,25 @@ _warned_fallback = False
 
 
 def select(name: str | None, on_gpu: bool):
-    """The backend module to run: `name`, or the default for where the operands live."""
+    """The `Backend` to run: `name`, or the default for where the operands live."""
     global _warned_fallback
     if name is not None:
-        mod = module(name)
-        reason = mod.availability()
+        chosen = backend(name)
+        reason = chosen.availability()
         if reason is not None:
             raise RuntimeError(f"backend {name!r} is unavailable: {reason}")
-        if (mod.DEVICE == "gpu") != on_gpu:
-            where = "GPU (CuPy)" if on_gpu else "CPU (NumPy/SciPy)"
-            raise TypeError(f"backend {name!r} runs on the {mod.DEVICE.upper()} but the operands are {where} arrays")
-        return mod
+        if (chosen.device == "gpu") != on_gpu:
+            where = "GPU" if on_gpu else "CPU"
+            raise TypeError(f"backend {name!r} runs on the {chosen.device.upper()} but the operands are {where} arrays")
+        return chosen
     order = GPU_DEFAULT_ORDER if on_gpu else CPU_DEFAULT_ORDER
     for candidate in order:
-        mod = module(candidate)
-        reason = mod.availability()
-        if reason is None:
+        chosen = backend(candidate)
+        if chosen.availability() is None:
             if candidate != order[0] and not _warned_fallback and not on_gpu:
                 _warned_fallback = True
                 warnings.warn(f"sparsejl: Julia is unavailable, using the 'scipy' backend. "
-                              f"{module(order[0]).availability()}", RuntimeWarning, stacklevel=3)
-            return mod
+                              f"{backend(order[0]).availability()}", RuntimeWarning, stacklevel=3)
+            return chosen
     raise RuntimeError("no " + ("GPU" if on_gpu else "CPU") + " backend is available: " +
                        "; ".join(str(status(n)) for n in order))

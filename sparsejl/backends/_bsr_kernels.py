@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _cuda, _cukernel
+from ._gpu_conversions import derived, structure_in_one_index_type
 
 
 class TmaConfig(NamedTuple):
@@ -157,9 +158,7 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
     out_dtype = C.dtype
     if m == 0 or n == 0:
         return None
-    indptr, indices = A.indptr, A.indices
-    if indptr.dtype != indices.dtype:
-        (indptr, indices), _ = _cuda.common_index(indptr, indices)
+    indptr, indices = structure_in_one_index_type(A)
     index = _index_name(indices.dtype)
     dev = _cuda.current_device()
     is_tma = isinstance(config, TmaConfig) or (isinstance(config, tuple) and len(config) > 0 and config[0] == "tma")
@@ -185,7 +184,7 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
         ntiles = (n + 128 * cfg.warpgroups - 1) // (128 * cfg.warpgroups)
         grid = min(mb * ntiles, kern.resident)     # persistent: every CTA resident at once
         if cfg.schedule == 1 and order is None:
-            order = heavy_rows_first(A.indptr, mb)
+            order = heavy_rows_first(A)
         params = struct.pack(kern.fmt, tm_a, tm_b, tm_c, _cukernel.ptr(indptr), _cukernel.ptr(indices),
                              _cukernel.ptr(C), n, _cukernel.ptr(order), mb, ntiles, _cukernel.ptr(trace))
         return _cukernel.Launch(kern, (grid,), params, (A.data, B, C, indptr, indices, order))
@@ -206,25 +205,15 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
     return _cukernel.Launch(kern, (mb, (n + 63) // 64), params, (A.data, B, C, indptr, indices))
 
 
-# Row orders by buffer: any permutation of the block rows gives the right product, so an order made
-# for an earlier content of the same indptr buffer (a structure changed in place) is still right,
-# only less well balanced: caching by address is safe here, unlike a cached copy of A's values.
-_ORDERS_CACHE_SIZE = 64
-_orders: dict = {}
-
-
-def heavy_rows_first(indptr, mb: int):
-    """int32 permutation of the block rows, most stored blocks first (made once per indptr buffer)."""
+def heavy_rows_first(A):
+    """int32 permutation of A's block rows, most stored blocks first."""
     import cupy
-    key = (_cuda.current_device(), int(indptr.data.ptr), mb)
-    order = _orders.get(key)
-    if order is None:
-        counts = cupy.diff(indptr[: mb + 1].astype(np.int64))
-        order = cupy.argsort(-counts).astype(np.int32)
-        if len(_orders) >= _ORDERS_CACHE_SIZE:
-            _orders.pop(next(iter(_orders)))
-        _orders[key] = order
-    return order
+    mb = A.shape[0] // A.blocksize
+
+    def make():
+        counts = cupy.diff(A.indptr[: mb + 1].astype(np.int64))
+        return cupy.argsort(-counts).astype(np.int32)
+    return derived(A, "heavy rows first", make)
 
 
 def bsr_spmm(A, B, out_dtype, *, config=None, row_order=None, out=None, trace=None):

@@ -122,39 +122,6 @@ def same_dtype(a, dtype):
     return a if np.dtype(a.dtype) == np.dtype(dtype) else a.astype(dtype)
 
 
-def todense(A):
-    """A CSR/BSR view with CuPy arrays as a dense CuPy array of A's dtype, on the device."""
-    import cupy
-    m, k = A.shape
-    out = cupy.zeros((m, k), dtype=A.data.dtype)
-    nstored = int(A.indptr[-1]) if len(A.indptr) else 0
-    if nstored == 0:
-        return out
-    rows = cupy.repeat(cupy.arange(len(A.indptr) - 1, dtype=np.int64), cupy.diff(A.indptr).astype(np.int64))
-    cols = A.indices[:nstored].astype(np.int64)
-    if A.format == "csr":
-        if _has_duplicates(rows, cols, k):  # duplicates add up, as SciPy's toarray does
-            cupy.add.at(out, (rows, cols), A.data[:nstored])
-        else:
-            out[rows, cols] = A.data[:nstored]
-        return out
-    b = A.blocksize
-    view = out.reshape(m // b, b, k // b, b)
-    blocks = A.data[:nstored]
-    if _has_duplicates(rows, cols, k // b):
-        for i in range(nstored):  # rare: duplicate blocks; keep SciPy's sum semantics
-            view[int(rows[i]), :, int(cols[i]), :] += blocks[i]
-    else:
-        view[rows, :, cols, :] = blocks
-    return out
-
-
-def _has_duplicates(rows, cols, ncols) -> bool:
-    import cupy
-    key = rows * ncols + cols
-    return bool(cupy.unique(key).size != key.size)
-
-
 def libcusparse_path() -> str:
     """Path of the libcusparse that CuPy loaded in this process (so Julia uses the same copy)."""
     import cupy
@@ -168,43 +135,3 @@ def libcusparse_path() -> str:
     except OSError:
         pass
     return "libcusparse.so.12"
-
-
-#: value dtypes that go through Blocked-ELL: its float32 path rounds A and B to TF32 (measured
-#: error 3e-4), so float32/float64 use BSR_ALG1, which keeps float32 arithmetic
-BELL_DTYPES = ("float16", "bfloat16")
-#: Blocked-ELL pads every block row to the longest; above this much padding BSR_ALG1 is used instead
-MAX_BELL_PADDING = 4.0
-
-
-def blocked_ell(A):
-    """A's Blocked-ELL copy (colind, values, width), or None where padding would cost too much.
-
-    Made anew on every call: a copy cached by buffer address would silently miss values changed
-    in place. Callers that multiply one matrix many times convert it once with `to_blocked_ell`
-    and pass the copy (`blocked_ell=` of the GPU backends' spmm).
-    """
-    nnzb = len(A.indices)
-    mb = len(A.indptr) - 1
-    bell = to_blocked_ell(A)
-    if nnzb and bell[2] * mb > MAX_BELL_PADDING * nnzb:
-        return None  # too skewed: BSR_ALG1 on A itself
-    return bell
-
-
-def to_blocked_ell(A, index_dtype=np.int32):
-    """BSR -> cuSPARSE Blocked-ELL arrays (colind (mb, w) padded with -1, values (mb*b, w*b)), w = max blocks per row."""
-    import cupy
-    b = A.blocksize
-    mb = len(A.indptr) - 1
-    indptr = A.indptr.astype(np.int64)
-    counts = cupy.diff(indptr)
-    w = max(int(counts.max()) if mb else 0, 1)
-    nnzb = int(indptr[-1])
-    brow = cupy.repeat(cupy.arange(mb, dtype=np.int64), counts)
-    pos = cupy.arange(nnzb, dtype=np.int64) - indptr[brow]
-    colind = cupy.full((mb, w), -1, dtype=index_dtype)
-    colind[brow, pos] = A.indices[:nnzb].astype(index_dtype)
-    values = cupy.zeros((mb, b, w, b), dtype=A.data.dtype)
-    values[brow, :, pos, :] = A.data[:nnzb]
-    return colind, values.reshape(mb * b, w * b), w

@@ -25,57 +25,43 @@ from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1
 from ._cuda import CUSPARSE_INDEX_BASE_ZERO as _BASE_ZERO
 from ._cuda import CUSPARSE_OPERATION_NON_TRANSPOSE as _OP_N
 from ._cuda import CUSPARSE_ORDER_ROW as _ORDER_ROW
-
-NAME, DEVICE = "cupy", "gpu"
-VALIDATES_CONTENT = False  # the caller's check_format(full=True) must run: kernels trust indices
-
-
-def __getattr__(name):  # VALUE_DTYPES is computed on first use (bfloat16 needs ml_dtypes)
-    if name == "VALUE_DTYPES":
-        return _cuda.value_dtypes()
-    raise AttributeError(name)
+from . import _gpu_conversions
+from ._gpu_conversions import bsr_to_csr, csr_to_bsr, retyped
+from .protocol import Backend
 
 
 def availability():
     return _cuda.gpu_reason()
 
 
-def _retyped(A, B):
-    """A's values and B in their common dtype (copies only what differs) and that dtype."""
-    out = _cuda.result_dtype(A.data.dtype, B.dtype)
-    if np.dtype(A.data.dtype) != out:
-        A = _with_data(A, A.data.astype(out))
-    return A, _cuda.same_dtype(B, out), out
-
-
-def _with_data(A, data):
-    if A.format == "bsr":
-        return type(A)(data, A.indices, A.indptr, A.shape, A.blocksize)
-    return type(A)(data, A.indices, A.indptr, A.shape)
-
-
-def spmm(A, B, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell=None):
-    """A @ B on the GPU. `alg` picks cuSPARSE's SpMM algorithm (CSR); `config` the BSR kernel's
-    configuration (see _bsr_kernels.plan) or "bell" for cuSPARSE's Blocked-ELL SpMM.
+def spmm(A, B, out=None, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, blocked_ell=None):
+    """A @ B on the GPU, into `out` (fresh when None). `alg` picks cuSPARSE's SpMM algorithm (CSR);
+    `config` the BSR kernel's configuration (see _bsr_kernels.plan) or "bell" for cuSPARSE's
+    Blocked-ELL SpMM.
 
     BSR, float16/bfloat16: blocksize 64 on compute capability 9.0 runs the TMA + wgmma kernel;
     other blocksizes run the mma.sync tensor-core kernel on A's BSR arrays as they are. cuSPARSE's
-    Blocked-ELL SpMM runs when asked (`config="bell"`, converting A in the call, or
-    `blocked_ell=to_blocked_ell(A)` made once by a caller that reuses A): on an H200, for 32×32
-    blocks it was no faster than the mma.sync kernel even with the conversion made beforehand, and
-    converting in every call cost 0.5 ms. Other dtypes: CUDA cores."""
-    A, B, out = _retyped(A, B)
+    Blocked-ELL SpMM runs when asked (`config="bell"`, converting A in the call, which reads sizes
+    back from the device, or `blocked_ell=to_blocked_ell(A)` made once by a caller that reuses A):
+    on an H200, for 32×32 blocks it was no faster than the mma.sync kernel even with the conversion
+    made beforehand. Other dtypes: CUDA cores. Nothing here waits for the device."""
+    import cupy
+    A, B, dtype = retyped(A, B)
+    C = out if out is not None else cupy.empty((A.shape[0], B.shape[1]), dtype=dtype)
     if A.format == "csr":
-        return csr_spmm(A, B, out, alg=alg)
+        csr_spmm(A, B, C, alg=alg)
+        return C
     if config == "bell" or blocked_ell is not None:
-        bell = blocked_ell if blocked_ell is not None else _cuda.blocked_ell(A)
+        bell = blocked_ell if blocked_ell is not None else _gpu_conversions.blocked_ell(A)
         if bell is not None:
-            return bell_spmm(A.shape, A.blocksize, bell, B, out)
+            bell_spmm(A.shape, A.blocksize, bell, B, C)
+            return C
         config = None
-    return _bsr_kernels.bsr_spmm(A, B, out, config=config)
+    _bsr_kernels.bsr_spmm(A, B, dtype, config=config, out=C)
+    return C
 
 
-def bell_spmm(shape, b, bell, B, out_dtype):
+def bell_spmm(shape, b, bell, B, C):
     """cuSPARSE Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) through CuPy's handle and bindings;
     the descriptor is made through ctypes in the same libcusparse (CuPy binds no Blocked-ELL)."""
     from cupy_backends.cuda.libs import cusparse as cs
@@ -85,36 +71,51 @@ def bell_spmm(shape, b, bell, B, out_dtype):
     mat_a = _create_blocked_ell(m, k, b, width * b, colind.data.ptr, values.data.ptr,
                                 _cuda.index_type(colind.dtype), _cuda.cuda_type(values.dtype))
     try:
-        return _spmm_descr(mat_a, m, k, B, out_dtype, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
+        _spmm_descr(mat_a, m, k, B, C, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
     finally:
         cs.destroySpMat(mat_a)
 
 
-def _spmm_descr(mat_a, m, k, B, out_dtype, compute_type, alg):
-    """cusparseSpMM of a ready sparse descriptor (m x k) with row-major B; returns a fresh C."""
+def _spmm_descr(mat_a, m, k, B, C, compute_type, alg):
+    """cusparseSpMM of a ready sparse descriptor (m x k) with row-major B into row-major C, on
+    CuPy's current stream."""
     import cupy
     from cupy_backends.cuda.libs import cusparse as cs
 
     n = B.shape[1]
-    C = cupy.empty((m, n), dtype=out_dtype)
     scalar = np.float64 if compute_type == _cuda.CUDA_R_64F else np.float32
     alpha, beta = np.ones(1, scalar), np.zeros(1, scalar)
     handle = cupy.cuda.device.get_cusparse_handle()
+    stream = _cuda.current_stream_ptr()
+    cs.setStream(handle, stream)
     mat_b = mat_c = 0
     try:
         mat_b = cs.createDnMat(k, n, n, B.data.ptr, _cuda.cuda_type(B.dtype), _ORDER_ROW)
-        mat_c = cs.createDnMat(m, n, n, C.data.ptr, _cuda.cuda_type(out_dtype), _ORDER_ROW)
+        mat_c = cs.createDnMat(m, n, n, C.data.ptr, _cuda.cuda_type(C.dtype), _ORDER_ROW)
         size = cs.spMM_bufferSize(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data,
                                   mat_c, compute_type, alg)
-        buf = cupy.empty(max(size, 1), dtype=np.int8)
         cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, compute_type, alg,
-                buf.data.ptr)
+                _workspace(size, stream))
     finally:
         if mat_c:
             cs.destroyDnMat(mat_c)
         if mat_b:
             cs.destroyDnMat(mat_b)
-    return C
+
+
+# cuSPARSE's workspaces, by (device, stream): the largest so far is reused, and none is ever freed,
+# because a CUDA graph that captured a product keeps the address it was given.
+_workspaces: dict = {}
+
+
+def _workspace(size: int, stream: int) -> int:
+    import cupy
+    if size == 0:
+        return 0
+    kept = _workspaces.setdefault((_cuda.current_device(), stream), [])
+    if not kept or kept[-1].nbytes < size:
+        kept.append(cupy.empty(size, dtype=np.int8))
+    return int(kept[-1].data.ptr)
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,24 +137,24 @@ def _create_blocked_ell(m, k, b, ell_cols, colind_ptr, values_ptr, index_type, v
     return int(descr.value)
 
 
-def csr_spmm(A, B, out_dtype, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):
-    """cuSPARSE generic SpMM, row-major B and C, through CuPy's bindings."""
-    import cupy
+def csr_spmm(A, B, C, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):
+    """C = A @ B by cuSPARSE's generic SpMM, row-major B and C, through CuPy's bindings."""
     from cupy_backends.cuda.libs import cusparse as cs
 
     m, k = A.shape
     n = B.shape[1]
     nnz = len(A.indices)
     if m == 0 or n == 0 or nnz == 0:  # cuSPARSE writes every row of C (beta = 0); here nothing is stored
-        return cupy.zeros((m, n), dtype=out_dtype)
-    (indptr, indices), idx = _cuda.common_index(A.indptr, A.indices)
-    itype = _cuda.index_type(idx)
-    ta, tb, tc = _cuda.cuda_type(A.data.dtype), _cuda.cuda_type(B.dtype), _cuda.cuda_type(out_dtype)
+        C.fill(0)
+        return
+    indptr, indices = _gpu_conversions.structure_in_one_index_type(A)
+    itype = _cuda.index_type(indices.dtype)
+    ta, tb, tc = _cuda.cuda_type(A.data.dtype), _cuda.cuda_type(B.dtype), _cuda.cuda_type(C.dtype)
     ct = _cuda.CUDA_R_64F if _cuda.CUDA_R_64F in (ta, tb, tc) else _cuda.CUDA_R_32F
     mat_a = cs.createCsr(m, k, nnz, indptr.data.ptr, indices.data.ptr, A.data.data.ptr, itype, itype,
                          _BASE_ZERO, ta)
     try:
-        return _spmm_descr(mat_a, m, k, B, out_dtype, ct, alg)
+        _spmm_descr(mat_a, m, k, B, C, ct, alg)
     finally:
         cs.destroySpMat(mat_a)
 
@@ -179,54 +180,8 @@ def spgemm(A, B):
 
 def _bsr_through_csr(A, B):
     """BSR @ BSR: expand both to CSR on the device, multiply, and regroup the product into blocks."""
-    from ..formats import BSR
-    C = spgemm(bsr_to_csr(A), bsr_to_csr(B))
-    return csr_to_bsr(C, A.blocksize, BSR)
+    return csr_to_bsr(spgemm(bsr_to_csr(A), bsr_to_csr(B)), A.blocksize)
 
 
-def bsr_to_csr(A):
-    """A BSR view of CuPy arrays as a CSR view of CuPy arrays (sorted within rows if A's blocks are)."""
-    import cupy
-    from ..formats import CSR
-    b = A.blocksize
-    mb = len(A.indptr) - 1
-    nnzb = int(A.indptr[-1])
-    indptr = A.indptr.astype(np.int64)
-    counts = cupy.diff(indptr)                          # blocks per block row
-    # row r = i*b + s of the CSR holds counts[i]*b entries: block p's row s, for p in its block row
-    row_len = cupy.repeat(counts * b, b)
-    new_indptr = cupy.zeros(mb * b + 1, dtype=np.int64)
-    new_indptr[1:] = cupy.cumsum(row_len)
-    blk = cupy.arange(nnzb, dtype=np.int64)
-    brow = cupy.repeat(cupy.arange(mb, dtype=np.int64), counts)
-    pos = blk - indptr[brow]                            # position of block p within its block row
-    s = cupy.arange(b, dtype=np.int64)
-    t = cupy.arange(b, dtype=np.int64)
-    # destination of element (p, s, t): row start of (brow*b+s) + pos*b + t
-    dest = (new_indptr[brow[:, None, None] * b + s[None, :, None]] + pos[:, None, None] * b + t[None, None, :])
-    cols = cupy.broadcast_to(A.indices[:nnzb].astype(np.int64)[:, None, None] * b + t[None, None, :], (nnzb, b, b))
-    data = cupy.empty(nnzb * b * b, dtype=A.data.dtype)
-    indices = cupy.empty(nnzb * b * b, dtype=np.int64)
-    data[dest.ravel()] = A.data[:nnzb].reshape(-1)
-    indices[dest.ravel()] = cols.ravel()
-    idx = np.int32 if A.shape[1] < 2**31 and nnzb * b * b < 2**31 else np.int64
-    return CSR(data, indices.astype(idx), new_indptr.astype(idx), A.shape)
-
-
-def csr_to_bsr(C, b, BSR):
-    """A CSR product (canonical) regrouped into b×b blocks: every block holding a structural entry."""
-    import cupy
-    m, n = C.shape
-    mb, nb = m // b, n // b
-    nnz = int(C.indptr[-1])
-    rows = cupy.repeat(cupy.arange(m, dtype=np.int64), cupy.diff(C.indptr.astype(np.int64)))
-    cols = C.indices[:nnz].astype(np.int64)
-    key = (rows // b) * nb + cols // b
-    blocks, inverse = cupy.unique(key, return_inverse=True)
-    data = cupy.zeros((blocks.size, b, b), dtype=C.data.dtype)
-    data[inverse.ravel(), rows % b, cols % b] = C.data[:nnz]
-    brow = blocks // nb
-    indptr = cupy.zeros(mb + 1, dtype=np.int64)
-    indptr[1:] = cupy.cumsum(cupy.bincount(brow, minlength=mb))
-    idx = np.int32 if max(mb, nb, blocks.size) < 2**31 else np.int64
-    return BSR(data, (blocks % nb).astype(idx), indptr.astype(idx), (m, n), b)
+BACKEND = Backend("cupy", "gpu", checks_structure=False, value_dtypes=_cuda.value_dtypes,
+                  availability=availability, spmm=spmm, spgemm=spgemm)

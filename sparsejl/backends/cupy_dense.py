@@ -9,25 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cuda
-
-NAME, DEVICE = "cupy-dense", "gpu"
-VALIDATES_CONTENT = False
-
-
-def __getattr__(name):
-    if name == "VALUE_DTYPES":
-        return _cuda.value_dtypes()
-    raise AttributeError(name)
+from ._gpu_conversions import csr_to_bsr, todense
+from .protocol import Backend
 
 
 def availability():
     return _cuda.gpu_reason()
 
 
-def spmm(A, B):
+def spmm(A, B, out=None):
     import cupy
-    out = _cuda.result_dtype(A.data.dtype, B.dtype)
-    return cupy.matmul(_cuda.same_dtype(_cuda.todense(A), out), _cuda.same_dtype(B, out))
+    dtype = _cuda.result_dtype(A.data.dtype, B.dtype)
+    return cupy.matmul(_cuda.same_dtype(todense(A), dtype), _cuda.same_dtype(B, dtype), out=out)
 
 
 def spgemm(A, B):
@@ -35,11 +28,10 @@ def spgemm(A, B):
     from ..formats import BSR, CSR
     out = _cuda.result_dtype(A.data.dtype, B.data.dtype)
     work = out if out in (np.float32, np.float64) else np.dtype(np.float32)
-    product = cupy.matmul(_cuda.todense(A).astype(work, copy=False), _cuda.todense(B).astype(work, copy=False))
+    product = cupy.matmul(todense(A).astype(work, copy=False), todense(B).astype(work, copy=False))
     C = _dense_to_csr(product)
     if A.format == "bsr":
-        from .cupy_backend import csr_to_bsr
-        C = csr_to_bsr(CSR(C.data, C.indices, C.indptr, C.shape), A.blocksize, BSR)
+        C = csr_to_bsr(CSR(C.data, C.indices, C.indptr, C.shape), A.blocksize)
         return BSR(C.data.astype(out, copy=False), C.indices, C.indptr, C.shape, C.blocksize)
     if work == out:
         return C
@@ -54,3 +46,7 @@ def _dense_to_csr(D):
     indptr = cupy.zeros(D.shape[0] + 1, dtype=np.int64)
     indptr[1:] = cupy.cumsum(cupy.bincount(rows, minlength=D.shape[0]))
     return csp.csr_matrix((D[rows, cols], cols.astype(np.int32), indptr.astype(np.int32)), shape=D.shape)
+
+
+BACKEND = Backend("cupy-dense", "gpu", checks_structure=False, value_dtypes=_cuda.value_dtypes,
+                  availability=availability, spmm=spmm, spgemm=spgemm)

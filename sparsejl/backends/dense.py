@@ -3,19 +3,16 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
-
-NAME, DEVICE = "dense", "cpu"
-VALIDATES_CONTENT = False
-WRITES_OUT = False  # returns a new array
+from ..formats import VALUE_DTYPES
+from .protocol import Backend
 
 
 def availability():
     return None
 
 
-def spmm(A, B):
-    return A.toarray() @ B
+def spmm(A, B, out):
+    return np.matmul(A.toarray(), B, out=out)
 
 
 def spgemm(A, B):
@@ -24,3 +21,7 @@ def spgemm(A, B):
         b = A.blocksize
         return sp.bsr_array(product, blocksize=(b, b))
     return sp.csr_array(product)
+
+
+BACKEND = Backend("dense", "cpu", checks_structure=False, value_dtypes=lambda: VALUE_DTYPES,
+                  availability=availability, spmm=spmm, spgemm=spgemm)

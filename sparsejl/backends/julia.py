@@ -10,11 +10,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import abi, runtime
-from ..formats import VALUE_DTYPES  # noqa: F401 (the value types this backend takes)
+from ..formats import VALUE_DTYPES
+from .protocol import Backend
 
-NAME, DEVICE = "julia", "cpu"
-VALIDATES_CONTENT = True  # every entry point checks indptr/indices itself, in Julia
-WRITES_OUT = True
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -92,3 +90,8 @@ def spgemm(A, B):
     out.has_sorted_indices = True
     out.has_canonical_format = True
     return out
+
+
+# every entry point checks indptr/indices itself, in Julia, before its @inbounds loops
+BACKEND = Backend("julia", "cpu", checks_structure=True, value_dtypes=lambda: VALUE_DTYPES,
+                  availability=availability, spmm=spmm, spgemm=spgemm)

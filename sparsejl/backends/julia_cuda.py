@@ -27,23 +27,16 @@ import threading
 
 import numpy as np
 
-from . import _cuda
+from . import _cuda, _gpu_conversions
+from ._gpu_conversions import bsr_to_csr, csr_to_bsr, retyped, to_blocked_ell  # noqa: F401 (to_blocked_ell: for callers)
+from .protocol import Backend
 from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1, CUSPARSE_SPMM_BSR_ALG1  # noqa: F401
 from .. import abi, runtime
-
-NAME, DEVICE = "julia-cuda", "gpu"
-VALIDATES_CONTENT = False  # indices live on the device; the caller's check_format(full=True) checks them
 
 SPGEMM_SPIN_S = 0.01  # the caller's spin on SpGEMM's jobs; a late wake-up (~0.3 ms) is < 3 % of a longer job
 
 _init_lock = threading.Lock()
 _initialised: dict = {}  # device ordinal -> (cuSPARSE version, driver version)
-
-
-def __getattr__(name):
-    if name == "VALUE_DTYPES":
-        return _cuda.value_dtypes()
-    raise AttributeError(name)
 
 
 def availability():
@@ -76,43 +69,41 @@ def versions() -> dict:
     return {"cusparse": cusparse, "cuda_driver": driver}
 
 
-def _retyped(A, B):
-    from .cupy_backend import _retyped
-    return _retyped(A, B)
-
-
-def spmm(A, B, *, alg: int | None = None, blocked_ell=None, config=None):
+def spmm(A, B, out=None, *, alg: int | None = None, blocked_ell=None, config=None):
     """A @ B. BSR with float16/bfloat16 values: sparsejl's own kernels (the cubins the "cupy" backend
     runs, `config` as there), launched by Julia; `alg=CUSPARSE_SPMM_BLOCKED_ELL_ALG1` or a
     `blocked_ell=to_blocked_ell(A)` copy runs cuSPARSE's Blocked-ELL SpMM instead (`alg=None` with
     no copy: converted in the call), `alg=CUSPARSE_SPMM_BSR_ALG1` cuSPARSE's BSR SpMM, the default
-    for float32/float64. CSR: cuSPARSE's generic SpMM (`alg`, default 0)."""
+    for float32/float64. CSR: cuSPARSE's generic SpMM (`alg`, default 0). Into `out` (fresh when
+    None); nothing here waits for the device."""
     import cupy
     from . import _bsr_kernels
-    A, B, out = _retyped(A, B)
+    A, B, dtype = retyped(A, B)
     rt, dev = _ready()
     m, k = A.shape
     n = B.shape[1]
-    C = cupy.empty((m, n), dtype=out)
+    C = out if out is not None else cupy.empty((m, n), dtype=dtype)
     if m == 0 or n == 0:
         return C
-    if A.format == "bsr" and alg is None and blocked_ell is None and _cuda.dtype_name(A.data.dtype) in _cuda.BELL_DTYPES:
+    if (A.format == "bsr" and alg is None and blocked_ell is None
+            and _cuda.dtype_name(A.data.dtype) in _gpu_conversions.BELL_DTYPES):
         launch = _bsr_kernels.plan(A, B, C, config=config)
         if launch is not None:
             launch_kernel(launch)
         return C
     stream = _cuda.current_stream_ptr()
-    (indptr, indices), idx = _cuda.common_index(A.indptr, A.indices)
+    indptr, indices = _gpu_conversions.structure_in_one_index_type(A)
+    idx = indices.dtype
     if len(indices) == 0:  # nothing stored; cuSPARSE writes empty rows itself otherwise (beta = 0)
         C.fill(0)
         return C
     if A.format == "bsr" and blocked_ell is None and alg == CUSPARSE_SPMM_BLOCKED_ELL_ALG1:
-        blocked_ell = _cuda.blocked_ell(A)   # None where the padding would cost too much: BSR_ALG1
+        blocked_ell = _gpu_conversions.blocked_ell(A)   # None where the padding would cost too much: BSR_ALG1
         alg = None
     if A.format == "bsr" and blocked_ell is not None:
         colind, values, ellcols = blocked_ell
         bell = abi.entry("cuda_bell_spmm")
-        rt.call(bell.key(values.dtype, colind.dtype, B.dtype, out),
+        rt.call(bell.key(values.dtype, colind.dtype, B.dtype, dtype),
                 bell.pack(device=dev, stream=stream, m=m, k=k, n=n, b=A.blocksize, ellcols=ellcols,
                           colind=_ptr(colind), values=_ptr(values), B=_ptr(B), C=_ptr(C)),
                 (colind, values, B, C))
@@ -128,7 +119,7 @@ def spmm(A, B, *, alg: int | None = None, blocked_ell=None, config=None):
         entry = abi.entry("cuda_bsr_spmm")
         slots = entry.pack(mb=m // b, kb=k // b, b=b, nnzb=len(indices),
                            alg=CUSPARSE_SPMM_BSR_ALG1 if alg is None else alg, **operands)
-    rt.call(entry.key(A.data.dtype, idx, B.dtype, out), slots, (indptr, indices, A.data, B, C))
+    rt.call(entry.key(A.data.dtype, idx, B.dtype, dtype), slots, (indptr, indices, A.data, B, C))
     return C
 
 
@@ -168,12 +159,11 @@ def spgemm(A, B):
     """CSR @ CSR through cuSPARSE SpGEMM (32-bit indices as cuSPARSE needs); BSR through CSR."""
     import cupy
     import cupyx.scipy.sparse as csp
-    from ..formats import BSR, CSR
-    from .cupy_backend import bsr_to_csr, csr_to_bsr
+    from ..formats import CSR
 
     if A.format == "bsr":
         C = spgemm(bsr_to_csr(A), bsr_to_csr(B))
-        return csr_to_bsr(C, A.blocksize, BSR)
+        return csr_to_bsr(C, A.blocksize)
     out = _cuda.result_dtype(A.data.dtype, B.data.dtype)
     work = out if out in (np.float32, np.float64) else np.dtype(np.float32)  # cuSPARSE SpGEMM: no 16-bit
     rt, dev = _ready()
@@ -207,4 +197,7 @@ def spgemm(A, B):
     return CSR(data.astype(out, copy=False), indices, indptr, (m, n))
 
 
-to_blocked_ell = _cuda.to_blocked_ell
+
+
+BACKEND = Backend("julia-cuda", "gpu", checks_structure=False, value_dtypes=_cuda.value_dtypes,
+                  availability=availability, spmm=spmm, spgemm=spgemm)

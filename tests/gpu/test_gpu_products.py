@@ -15,21 +15,6 @@ from sparsejl import BSR, CSR
 TOL = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "float64": 1e-12}
 
 
-@pytest.fixture
-def gpu():
-    """CuPy, or a skip that says why there is no usable GPU here."""
-    from sparsejl.backends import _cuda
-    reason = _cuda.gpu_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    import cupy
-    return cupy
-
-
-@pytest.fixture
-def seed():
-    """A fresh seed per test, printed on failure so that a case can be replayed."""
-    return int(np.random.SeedSequence().entropy % (2**31))
 BACKENDS = ("cupy", "julia-cuda", "cupy-dense")
 
 
@@ -163,7 +148,7 @@ def test_bsr_tensor_core_kernel_writes_every_element(gpu, seed, dtype, b):
 def test_tma_kernel_long_rows_and_many_tiles(gpu, seed, shape):
     """Block rows of many blocks, CTAs of many tiles (and, for SCHED 1, many snake rounds)."""
     cupy = gpu
-    from sparsejl.backends import _bsr_kernels, _cuda
+    from sparsejl.backends import _bsr_kernels, _gpu_conversions
     dt = np.dtype(np.float16)
     rng = np.random.default_rng(seed)
     mb, kb, density, n = (3, 100, 0.7, 8 * int(rng.integers(1, 50))) if shape == "long rows" else (600, 2, 0.6, 2048)
@@ -172,7 +157,7 @@ def test_tma_kernel_long_rows_and_many_tiles(gpu, seed, shape):
     Ag, Bg = to_gpu(cupy, A, dt), cupy.asarray(B)
     if not _bsr_kernels.wgmma_eligible(Ag, Bg, dt):
         pytest.skip("the TMA kernel needs compute capability 9.0")
-    ref = _cuda.todense(Ag).astype(np.float64) @ Bg.astype(np.float64)
+    ref = _gpu_conversions.todense(Ag).astype(np.float64) @ Bg.astype(np.float64)
     for cfg in [None] + TMA_CONFIGS:
         out = cupy.full((A.shape[0], n), np.nan, dtype=dt)
         _bsr_kernels.bsr_spmm(Ag, Bg, dt, config=cfg, out=out)

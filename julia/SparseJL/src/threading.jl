@@ -82,6 +82,15 @@ const HELPER_SEMAPHORES = Vector{Vector{UInt8}}()   # sem_t storage, one per hel
 const HELPER_TASKS = Task[]
 const RELEASING = Threads.Atomic{Bool}(false)
 
+# Where the helpers may run. Woken by the owner, Linux puts a helper on the owner's own CPU when
+# the others look busy (another library's thread spinning there after its product): both then
+# shared one core, and a product right after a NumPy one took 3× its time. So on Linux each job
+# keeps the helpers off the CPU the owner runs on (a syscall per helper, only when the owner has
+# moved), within the CPUs the process was given.
+const HELPER_OS_TIDS = Int32[]              # 0 until that helper has started
+const PROCESS_CPUS = zeros(UInt8, 128)      # cpu_set_t of the process, read as the helpers start
+const CPU_KEPT_FREE = Ref(-1)
+
 """
     with_team(job)
 
@@ -92,6 +101,7 @@ function with_team(job::F) where {F}
     nt = nthreads()
     (nt == 1 || TEAM[] !== nothing) && return job()
     isempty(HELPER_TASKS) && start_helpers!(nt)
+    Sys.islinux() && keep_helpers_off!(Int(ccall(:sched_getcpu, Cint, ())))
     team = Team(current_task(), Threads.Atomic{Bool}(true), Threads.Atomic{Int}(0), nothing)
     TEAM[] = team
     for sem in HELPER_SEMAPHORES
@@ -107,12 +117,32 @@ end
 
 function start_helpers!(nt::Int)
     RELEASING[] = false
+    CPU_KEPT_FREE[] = -1
+    resize!(HELPER_OS_TIDS, nt - 1)
+    fill!(HELPER_OS_TIDS, 0)
+    Sys.islinux() && ccall(:sched_getaffinity, Cint, (Cint, Csize_t, Ptr{UInt8}), 0, length(PROCESS_CPUS), PROCESS_CPUS)
     for tid in 2:nt
         sem = zeros(UInt8, 64)                        # sizeof(sem_t) is 32 on x86-64 glibc
         ccall(:sem_init, Cint, (Ptr{UInt8}, Cint, Cuint), sem, 0, 0)
         push!(HELPER_SEMAPHORES, sem)
-        push!(HELPER_TASKS, start_on_thread(() -> helper_loop(sem), tid))
+        push!(HELPER_TASKS, start_on_thread(() -> helper_loop(sem, tid - 1), tid))
     end
+end
+
+"Let every started helper run on the process's CPUs but `cpu` (`cpu < 0`: on all of them)."
+function keep_helpers_off!(cpu::Int)
+    cpu == CPU_KEPT_FREE[] && return nothing
+    mask = copy(PROCESS_CPUS)
+    if cpu >= 0 && cpu < 8 * length(mask)
+        mask[cpu ÷ 8 + 1] &= ~(0x01 << (cpu % 8))
+        any(!iszero, mask) || return nothing          # the process has that one CPU only
+    end
+    for os_tid in HELPER_OS_TIDS
+        os_tid == 0 && return nothing                 # not all started yet: try again next job
+        ccall(:sched_setaffinity, Cint, (Cint, Csize_t, Ptr{UInt8}), os_tid, length(mask), mask)
+    end
+    CPU_KEPT_FREE[] = cpu
+    return nothing
 end
 
 """
@@ -124,6 +154,7 @@ starts them again.
 """
 function release_helpers!()
     isempty(HELPER_TASKS) && return nothing
+    Sys.islinux() && keep_helpers_off!(-1)           # the threads go back to Julia with every CPU
     RELEASING[] = true
     foreach(sem -> ccall(:sem_post, Cint, (Ptr{UInt8},), sem), HELPER_SEMAPHORES)
     foreach(wait, HELPER_TASKS)
@@ -142,7 +173,8 @@ function start_on_thread(f, tid::Int)
     return t
 end
 
-function helper_loop(sem::Vector{UInt8})
+function helper_loop(sem::Vector{UInt8}, index::Int)
+    Sys.islinux() && (HELPER_OS_TIDS[index] = ccall(:gettid, Cint, ()))
     while true
         gc_state = ccall(:jl_gc_safe_enter, Int8, ())   # the GC may run while this thread waits
         ccall(:sem_wait, Cint, (Ptr{UInt8},), sem)

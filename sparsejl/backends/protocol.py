@@ -1,0 +1,25 @@
+"""What every backend provides: one `Backend` per backend module, named `BACKEND` there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend: where it runs, what it takes, whether it can run here, and its two products.
+
+    `spmm(A, B, out)` writes A @ B into `out` (the promoted dtype, C-contiguous) and returns it;
+    `A` is a validated view, `B` a C-contiguous matrix on the backend's device. `spgemm(A, B)`
+    returns a canonical sparse product. `checks_structure`: the backend checks indptr/indices
+    itself on every call (Julia), so the caller makes only the cheap checks.
+    """
+
+    name: str
+    device: str                                   # "cpu" or "gpu"
+    checks_structure: bool
+    value_dtypes: Callable[[], tuple]
+    availability: Callable[[], Optional[str]]     # None, or why it cannot run here
+    spmm: Callable
+    spgemm: Callable
