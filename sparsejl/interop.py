@@ -12,6 +12,8 @@ import contextlib
 import numpy as np
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
+_TORCH_DTYPES = {"float16": lambda t: t.float16, "bfloat16": lambda t: t.bfloat16,
+                 "float32": lambda t: t.float32, "float64": lambda t: t.float64}
 
 
 class Caller:
@@ -23,15 +25,22 @@ class Caller:
         self.library, self.on_gpu, self.device = library, on_gpu, device
 
     def stream(self):
+        """Where the product goes: for CUDA tensors, CuPy made to run on PyTorch's current stream
+        (no cross-stream wait, which would also break a CUDA graph capture)."""
         if self.library != "torch" or not self.on_gpu:
             return contextlib.nullcontext()
-        import cupy
+        return _torch_stream(self.device)
+
+    def empty(self, shape, dtype):
+        """(an uninitialised result as NumPy/CuPy, the same memory as the caller's kind). PyTorch's
+        allocator makes it for tensors, so that CUDA graph capture gets its memory from PyTorch's
+        graph pools, as for PyTorch's own results."""
+        if self.library != "torch":
+            return None
         import torch
-        stack = contextlib.ExitStack()
-        stack.enter_context(cupy.cuda.Device(self.device))
-        stack.enter_context(cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream,
-                                                     self.device))
-        return stack
+        t = torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype).name](torch),
+                        device=f"cuda:{self.device}" if self.on_gpu else "cpu")
+        return native(t)[0], t
 
     def back(self, a):
         """`a` (NumPy or CuPy) as the caller's kind, sharing memory."""
@@ -39,9 +48,10 @@ class Caller:
             import torch
             if not self.on_gpu:
                 return torch.from_numpy(a)
-            if a.dtype.name == "bfloat16":   # through a 16-bit integer view: DLPack of bfloat16 varies by version
-                return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16)
-            return torch.from_dlpack(a)
+            with _torch_stream(self.device):
+                if a.dtype.name == "bfloat16":   # through a 16-bit integer view: DLPack's bfloat16 varies by version
+                    return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16)
+                return torch.from_dlpack(a)
         if self.library == "jax":
             import jax.numpy as jnp
             return jnp.from_dlpack(a)
@@ -84,9 +94,19 @@ def _from_torch(x):
     if x.device.type == "cuda":
         import cupy
         device = x.device.index if x.device.index is not None else torch.cuda.current_device()
-        with cupy.cuda.Device(device):
+        with _torch_stream(device):
             if x.dtype == torch.bfloat16:
                 from .backends import _cuda
                 return cupy.from_dlpack(x.view(torch.int16)).view(_cuda.bfloat16()), Caller("torch", True, device)
             return cupy.from_dlpack(x), Caller("torch", True, device)
     raise TypeError(f"tensors on {x.device.type} are not supported; sparsejl takes CPU and CUDA tensors")
+
+
+@contextlib.contextmanager
+def _torch_stream(device: int):
+    """CuPy's current device and stream made PyTorch's current ones, for the block."""
+    import cupy
+    import torch
+    with cupy.cuda.Device(device):
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device):
+            yield

@@ -88,7 +88,10 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     B, vector = _dense_operand(B, view.shape[1], chosen)
     dtype = B.dtype if view.data.dtype == B.dtype else np.result_type(view.data.dtype, B.dtype)
     m, n = view.shape[0], B.shape[1]
-    if out is None:
+    made = None if out is not None or caller is None else caller.empty((m, n), dtype)
+    if made is not None:
+        target, out_of_caller = made
+    elif out is None:
         target = _allocate(array_module(B), (m, n), dtype)
     else:
         target, _ = interop.native(out)
@@ -101,6 +104,8 @@ def spmm(A, B, *, backend: str | None = None, out=None):
         chosen.spmm(view, B, target)
     if out is not None:
         return out
+    if made is not None:
+        return out_of_caller.reshape(m) if vector else out_of_caller
     result = target.reshape(m) if vector else target
     return caller.back(result) if caller is not None else result
 

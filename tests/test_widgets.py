@@ -179,9 +179,10 @@ def test_load_report_errors_are_shown():
 
 
 def _gpu_report():
-    """A report in the GPU benchmark's own format, built with its own dataclasses."""
+    """A report in the GPU records' earlier format (the committed records until 2026-12), built with
+    the diagnostics' dataclasses, which still write it."""
     from dataclasses import asdict
-    from sparsejl.bench import gpu
+    from sparsejl.bench import gpu_diagnostics as gpu
     cases = []
     for d, dense_ms, ours_ms in ((0.05, 2.0, 0.25), (0.1, 2.0, 0.5), (0.25, 2.0, 1.0), (0.5, 2.0, 4.0)):
         c = gpu.CaseResult("spmm", f"bert-large ffn.down n=2048 b=64 d={d}", "bsr", 1024, 4096, 2048,
@@ -209,6 +210,26 @@ def test_load_gpu_benchmark_report():
     assert ex.pattern_w.value == 64 and ex.model_w.value == "bert-large"
     with pytest.raises(ValueError, match="not a sparsejl report"):
         ex.load_report('{"something": 1}')
+
+
+def test_load_gpu_record_of_public_calls():
+    """The GPU record (sparsejl.bench.gpu) has the sweep's fields: it loads as it is, with its
+    diagnostic rows (internal entry points) left out of the view."""
+    from sparsejl.bench import gpu
+    records = []
+    for d, dense_s, ours_s in ((0.1, 2e-4, 5e-5), (0.25, 2e-4, 1e-4)):
+        case = gpu._case("bert-large", "ffn.down", 1024, 4096, 2048, d, 64, "float16", 1)
+        records += [gpu._record(case, "cublas", "cupy.matmul", "ok", device_s=dense_s, median_s=dense_s,
+                                speedup_vs_dense=1.0),
+                    gpu._record(case, "sparsejl:cupy", "sparsejl", "ok", device_s=ours_s, median_s=ours_s,
+                                speedup_vs_dense=dense_s / ours_s),
+                    gpu._record(case, "direct:cupy", "sparsejl (internal)", "ok", device_s=ours_s, median_s=ours_s,
+                                headline=False)]
+    ex = DensityExplorer()
+    ex.load_report(json.dumps({"environment": {"gpu": "NVIDIA H200"}, "ceilings": {}, "records": records}))
+    assert sorted((r["density"], r["speedup_vs_dense"]) for r in ex.records if r["backend"] == "sparsejl:cupy") \
+        == [(0.1, 4.0), (0.25, 2.0)]
+    assert not [r for r in ex.records if r["backend"].startswith("direct:")]
 
 
 def test_committed_gzipped_records_load_as_the_plain_json(tmp_path):

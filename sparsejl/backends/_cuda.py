@@ -5,7 +5,6 @@ Nothing here imports CuPy at module import time; every function that needs it im
 
 from __future__ import annotations
 
-import collections
 import os
 import functools
 

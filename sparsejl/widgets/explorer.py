@@ -182,8 +182,8 @@ def read_report(data) -> tuple:
         data = {"records": data}
     if not isinstance(data, dict):
         raise ValueError("not a sparsejl report: expected a JSON object")
-    if "records" in data:
-        records = [dict(r) for r in data["records"]]
+    if "records" in data:   # internal entry points of the GPU record are diagnostics, not results
+        records = [dict(r) for r in data["records"] if r.get("headline", True)]
         meta = dict(data.get("meta") or {})
     elif "cases" in data:
         records = _from_gpu_report(data)

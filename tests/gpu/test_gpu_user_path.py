@@ -3,7 +3,6 @@ CUDA graph capture (CuPy's and PyTorch's), takes and returns PyTorch tensors, an
 malformed structure of the CPU suite with the CPU's message while the CUDA context stays usable."""
 
 import os
-import re
 import subprocess
 import sys
 import time
