@@ -23,12 +23,19 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MAX_BLOCKSIZE = 128
 
 
+_cupy = None
+
+
 def array_module(a):
     """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
-    if type(a) is not np.ndarray and type(a).__module__.startswith("cupy"):
+    global _cupy
+    t = type(a)
+    if t is np.ndarray or not t.__module__.startswith("cupy"):
+        return np
+    if _cupy is None:
         import cupy
-        return cupy
-    return np
+        _cupy = cupy
+    return _cupy
 
 
 def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:
@@ -81,7 +88,7 @@ class _Compressed:
                 raise ValueError(f"{name} must be a 1-D array, got {type(a).__name__} of shape {getattr(a, 'shape', '?')}")
             if a.dtype not in INDEX_DTYPES:
                 raise TypeError(f"{name} has dtype {a.dtype}; sparsejl supports int32 and int64 indices")
-        check_value_dtype(self.data.dtype, "data", value_dtypes)
+        check_value_dtype(self.data.dtype, "data", value_dtypes if value_dtypes is not None else _all_value_dtypes(self))
         if len(self.indptr) != rows + 1:
             raise ValueError(f"indptr has length {len(self.indptr)}, expected {rows + 1} "
                              f"(one more than the {rows} {self._row_word()}s)")
@@ -121,7 +128,9 @@ class CSR(_Compressed):
     format = "csr"
     blocksize = 1
 
-    def check_format(self, full: bool = True, value_dtypes=VALUE_DTYPES) -> "CSR":
+    def check_format(self, full: bool = True, value_dtypes=None) -> "CSR":
+        """Check the arrays (all of them with `full`), raising on the first problem; a full check
+        is kept as the structure's verdict for GPU products (see the module's docstring)."""
         self._check_indexing(self.shape[0], self.shape[1], full, value_dtypes)
         if getattr(self.data, "ndim", None) != 1:
             raise ValueError(f"CSR data must be 1-D, got shape {getattr(self.data, 'shape', '?')}")
@@ -169,7 +178,8 @@ class BSR(_Compressed):
             b = b[0]
         self.blocksize = int(b)
 
-    def check_format(self, full: bool = True, value_dtypes=VALUE_DTYPES) -> "BSR":
+    def check_format(self, full: bool = True, value_dtypes=None) -> "BSR":
+        """As CSR.check_format, and the blocks' shape."""
         b = self.blocksize
         if not 1 <= b <= MAX_BLOCKSIZE:
             raise ValueError(f"blocksize {b} is outside 1..{MAX_BLOCKSIZE}")
@@ -239,11 +249,12 @@ class StructureVerdict:
     identity stays theirs) at this shape; `cache` keeps what backends derive from the structure
     alone (a GPU kernel's block-row order, say), dropped with the verdict."""
 
-    __slots__ = ("indptr", "indices", "shape", "blocksize", "cache")
+    __slots__ = ("indptr", "indices", "shape", "blocksize", "data", "cache")
 
     def __init__(self, view):
         self.indptr, self.indices = view.indptr, view.indices
         self.shape, self.blocksize = view.shape, view.blocksize
+        self.data = view.data   # the values that passed the cheap checks with them (a new array: checked again)
         self.cache = {}
 
     def holds_for(self, view) -> bool:
@@ -262,16 +273,20 @@ def checked_once(view, source, value_dtypes=VALUE_DTYPES):
     """`view` of `source` (itself, or the SciPy/CuPy matrix it wraps) after the cheap checks, and
     the content checks unless a verdict kept with `source` still holds; `view.verdict` is then the
     verdict, whose `cache` the backends may use."""
-    view.check_format(full=False, value_dtypes=value_dtypes)
     if source is view:
-        if view.verdict is None or not view.verdict.holds_for(view):
-            view.check_format(full=True, value_dtypes=value_dtypes)
-        return view
-    kept = _foreign_verdicts.get(id(source))
-    if kept is not None and kept[0]() is source and kept[1].holds_for(view):
-        view.verdict = kept[1]
+        verdict = view.verdict
+    else:
+        kept = _foreign_verdicts.get(id(source))
+        verdict = kept[1] if kept is not None and kept[0]() is source else None
+    if verdict is not None and verdict.holds_for(view):
+        if verdict.data is not view.data:          # new values for a known structure
+            view.check_format(full=False, value_dtypes=value_dtypes)
+            verdict.data = view.data
+        view.verdict = verdict
         return view
     view.check_format(full=True, value_dtypes=value_dtypes)
+    if source is view:
+        return view
     try:
         ref = weakref.ref(source, _forget(id(source)))
     except TypeError:       # an object that takes no weak reference: checked on every call

@@ -15,12 +15,10 @@ on first use, never when sparsejl is imported.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 
 import numpy as np
 
-from . import _bsr_kernels, _cuda
+from . import _bsr_kernels, _cuda, _cusparse
 from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1
 from ._cuda import CUSPARSE_INDEX_BASE_ZERO as _BASE_ZERO
 from ._cuda import CUSPARSE_OPERATION_NON_TRANSPOSE as _OP_N
@@ -62,45 +60,38 @@ def spmm(A, B, out=None, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, b
 
 
 def bell_spmm(shape, b, bell, B, C):
-    """cuSPARSE Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) through CuPy's handle and bindings;
-    the descriptor is made through ctypes in the same libcusparse (CuPy binds no Blocked-ELL)."""
-    from cupy_backends.cuda.libs import cusparse as cs
-
+    """cuSPARSE Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) through CuPy's handle."""
     colind, values, width = bell
     m, k = shape
-    mat_a = _create_blocked_ell(m, k, b, width * b, colind.data.ptr, values.data.ptr,
-                                _cuda.index_type(colind.dtype), _cuda.cuda_type(values.dtype))
+    mat_a = _cusparse.create("cusparseCreateBlockedEll", m, k, b, width * b, colind.data.ptr, values.data.ptr,
+                             _cuda.index_type(colind.dtype), _BASE_ZERO, _cuda.cuda_type(values.dtype))
     try:
         _spmm_descr(mat_a, m, k, B, C, _cuda.CUDA_R_32F, CUSPARSE_SPMM_BLOCKED_ELL_ALG1)
     finally:
-        cs.destroySpMat(mat_a)
+        _cusparse.call("cusparseDestroySpMat", mat_a)
 
 
 def _spmm_descr(mat_a, m, k, B, C, compute_type, alg):
     """cusparseSpMM of a ready sparse descriptor (m x k) with row-major B into row-major C, on
     CuPy's current stream."""
     import cupy
-    from cupy_backends.cuda.libs import cusparse as cs
-
     n = B.shape[1]
     scalar = np.float64 if compute_type == _cuda.CUDA_R_64F else np.float32
     alpha, beta = np.ones(1, scalar), np.zeros(1, scalar)
     handle = cupy.cuda.device.get_cusparse_handle()
     stream = _cuda.current_stream_ptr()
-    cs.setStream(handle, stream)
+    _cusparse.call("cusparseSetStream", handle, stream)
     mat_b = mat_c = 0
     try:
-        mat_b = cs.createDnMat(k, n, n, B.data.ptr, _cuda.cuda_type(B.dtype), _ORDER_ROW)
-        mat_c = cs.createDnMat(m, n, n, C.data.ptr, _cuda.cuda_type(C.dtype), _ORDER_ROW)
-        size = cs.spMM_bufferSize(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data,
-                                  mat_c, compute_type, alg)
-        cs.spMM(handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, compute_type, alg,
-                _workspace(size, stream))
+        mat_b = _cusparse.create("cusparseCreateDnMat", k, n, n, B.data.ptr, _cuda.cuda_type(B.dtype), _ORDER_ROW)
+        mat_c = _cusparse.create("cusparseCreateDnMat", m, n, n, C.data.ptr, _cuda.cuda_type(C.dtype), _ORDER_ROW)
+        operands = (handle, _OP_N, _OP_N, alpha.ctypes.data, mat_a, mat_b, beta.ctypes.data, mat_c, compute_type, alg)
+        _cusparse.call("cusparseSpMM", *operands, _workspace(_cusparse.buffer_size(*operands), stream))
     finally:
         if mat_c:
-            cs.destroyDnMat(mat_c)
+            _cusparse.call("cusparseDestroyDnMat", mat_c)
         if mat_b:
-            cs.destroyDnMat(mat_b)
+            _cusparse.call("cusparseDestroyDnMat", mat_b)
 
 
 # cuSPARSE's workspaces, by (device, stream): the largest so far is reused, and none is ever freed,
@@ -118,29 +109,8 @@ def _workspace(size: int, stream: int) -> int:
     return int(kept[-1].data.ptr)
 
 
-@functools.lru_cache(maxsize=None)
-def _create_blocked_ell_fn():
-    lib = ctypes.CDLL(_cuda.libcusparse_path())
-    fn = lib.cusparseCreateBlockedEll
-    fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _create_blocked_ell(m, k, b, ell_cols, colind_ptr, values_ptr, index_type, value_type) -> int:
-    descr = ctypes.c_void_p()
-    status = _create_blocked_ell_fn()(ctypes.byref(descr), m, k, b, ell_cols, colind_ptr, values_ptr, index_type,
-                                      _BASE_ZERO, value_type)
-    if status != 0:
-        raise RuntimeError(f"cusparseCreateBlockedEll failed with status {status}")
-    return int(descr.value)
-
-
 def csr_spmm(A, B, C, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):
     """C = A @ B by cuSPARSE's generic SpMM, row-major B and C, through CuPy's bindings."""
-    from cupy_backends.cuda.libs import cusparse as cs
-
     m, k = A.shape
     n = B.shape[1]
     nnz = len(A.indices)
@@ -151,12 +121,12 @@ def csr_spmm(A, B, C, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT):
     itype = _cuda.index_type(indices.dtype)
     ta, tb, tc = _cuda.cuda_type(A.data.dtype), _cuda.cuda_type(B.dtype), _cuda.cuda_type(C.dtype)
     ct = _cuda.CUDA_R_64F if _cuda.CUDA_R_64F in (ta, tb, tc) else _cuda.CUDA_R_32F
-    mat_a = cs.createCsr(m, k, nnz, indptr.data.ptr, indices.data.ptr, A.data.data.ptr, itype, itype,
-                         _BASE_ZERO, ta)
+    mat_a = _cusparse.create("cusparseCreateCsr", m, k, nnz, indptr.data.ptr, indices.data.ptr, A.data.data.ptr,
+                             itype, itype, _BASE_ZERO, ta)
     try:
         _spmm_descr(mat_a, m, k, B, C, ct, alg)
     finally:
-        cs.destroySpMat(mat_a)
+        _cusparse.call("cusparseDestroySpMat", mat_a)
 
 
 def spgemm(A, B):

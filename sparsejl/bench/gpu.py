@@ -66,7 +66,7 @@ def _record(case: dict, method: str, library: str, status: str, reason: Optional
     return rec
 
 
-def _time(case: dict, method: str, library: str, fn: Callable[[int], object], ref, timer: Timer, *, graph: bool,
+def _time(case: dict, method: str, library: str, fn: Callable[[int], object], ref, timer: Timer, *, graph,
           to_cupy=lambda o: o, device_time: bool = True, headline: bool = True) -> dict:
     """Check `fn` against `ref`, then time it; one record."""
     import cupy
@@ -85,8 +85,8 @@ def _time(case: dict, method: str, library: str, fn: Callable[[int], object], re
         if device_time:
             rec["device_s"] = statistics.median(timer.gpu_ms(fn)) * 1e-3
         rec["wall_s"] = statistics.median(timer.wall_us(fn)) * 1e-6
-        if graph:
-            device_us, wall_us = timer.graph_us(fn)
+        if graph:   # True: CuPy's stream capture; "torch": torch.cuda.graph
+            device_us, wall_us = (timer.torch_graph_us if graph == "torch" else timer.graph_us)(fn)
             rec["graph_device_s"], rec["graph_wall_s"] = device_us * 1e-6, wall_us * 1e-6
     except Exception as exc:
         rec.update(status="error", reason=f"timing failed: {type(exc).__name__}: {str(exc)[:300]}")
@@ -104,13 +104,16 @@ def spmm_case(case: dict, A, timer: Timer, *, direct: bool, graph: bool = True) 
     Bs = [make_dense(k, n, dt, seed + 100 + i) for i in range(3)]
     dense_A = _gpu_conversions.todense(A)
     ref = dense_A.astype(np.float64) @ Bs[0].astype(np.float64)
-    recs = [_time(case, "cublas", "cupy.matmul", lambda i: cupy.matmul(dense_A, Bs[i % 3]), ref, timer, graph=graph)]
     torch = _torch()
     back = (lambda o: cupy.asarray(o.float())) if dt == "bfloat16" else (lambda o: cupy.asarray(o))
-    if torch is not None:
+    recs = []
+    if torch is not None:   # the baseline: cuBLAS through PyTorch, which a graph can capture
         tA, tBs = _as_torch(dense_A, torch), [_as_torch(B, torch) for B in Bs]
-        recs.append(_time(case, "torch-dense", "torch.matmul", lambda i: torch.matmul(tA, tBs[i % 3]), ref, timer,
-                          graph=False, to_cupy=back))
+        recs.append(_time(case, "cublas", "torch.matmul", lambda i: torch.matmul(tA, tBs[i % 3]), ref, timer,
+                          graph="torch" if graph else False, to_cupy=back))
+    recs.append(_time(case, "cublas" if torch is None else "cublas-cupy", "cupy.matmul",
+                      lambda i: cupy.matmul(dense_A, Bs[i % 3]), ref, timer, graph=False))
+    if torch is not None:
         if A.format == "bsr" and dt in ("float16", "bfloat16", "float32"):
             try:
                 from torch.sparse._triton_ops import bsr_dense_mm

@@ -123,6 +123,34 @@ class Timer:
                 devices.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / calls)
         return statistics.median(devices), statistics.median(walls)
 
+    def torch_graph_us(self, fn, calls: int = 20, replays: int = 10):
+        """As `graph_us`, captured with torch.cuda.graph (CuPy refuses to capture cuBLAS calls)."""
+        import torch
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for i in range(self.warmup):
+                fn(i)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for i in range(calls):
+                fn(i)
+        graph.replay()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        walls, devices = [], []
+        for _ in range(replays):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            walls.append((time.perf_counter() - t0) / calls * 1e6)
+            devices.append(start.elapsed_time(end) * 1e3 / calls)
+        return statistics.median(devices), statistics.median(walls)
+
     def gpu_ms(self, fn, spin: bool = True) -> List[float]:
         """Device-event time of each of `reps` calls; `spin=False` for calls that wait on the host."""
         import cupy
