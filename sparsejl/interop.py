@@ -104,9 +104,35 @@ def _from_torch(x):
 
 @contextlib.contextmanager
 def _torch_stream(device: int):
-    """CuPy's current device and stream made PyTorch's current ones, for the block."""
+    """For the block: CuPy's current device and stream made PyTorch's current ones, and CuPy's
+    allocations served by PyTorch's caching allocator (which, under torch.cuda.graph, takes them
+    from the graph's pool: CuPy's own pool would call cudaMalloc, which a capture forbids)."""
+    import warnings
+
     import cupy
     import torch
-    with cupy.cuda.Device(device):
-        with cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device):
-            yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # ExternalStream: CuPy 14 prefers from_external
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device)
+    with cupy.cuda.Device(device), stream, cupy.cuda.using_allocator(_torch_allocator(device)):
+        yield
+
+
+class _TorchBlock:
+    """Memory from PyTorch's caching allocator, handed back when CuPy lets go of it."""
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __del__(self):
+        import torch
+        torch.cuda.caching_allocator_delete(self.ptr)
+
+
+def _torch_allocator(device: int):
+    def allocate(size: int):
+        import cupy
+        import torch
+        ptr = torch.cuda.caching_allocator_alloc(size, device, torch.cuda.current_stream(device))
+        return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(ptr, size, _TorchBlock(ptr), device), 0)
+    return allocate

@@ -123,6 +123,24 @@ class Timer:
                 devices.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / calls)
         return statistics.median(devices), statistics.median(walls)
 
+    def paired_wall_ratio(self, fn, baseline, calls: int = 30, rounds: int = 10) -> float:
+        """Median over `rounds` of (wall time of `calls` back-to-back `fn` calls) / (the same of
+        `baseline`), the two streams alternating, so that a drift of the host's speed during the
+        measurement moves both sides alike."""
+        import cupy
+        ratios = []
+        for _ in range(rounds):
+            times = []
+            for f in (fn, baseline):
+                cupy.cuda.Device().synchronize()
+                t0 = time.perf_counter()
+                for i in range(calls):
+                    f(i)
+                cupy.cuda.Device().synchronize()
+                times.append(time.perf_counter() - t0)
+            ratios.append(times[0] / times[1])
+        return statistics.median(ratios)
+
     def torch_graph_us(self, fn, calls: int = 20, replays: int = 10):
         """As `graph_us`, captured with torch.cuda.graph (CuPy refuses to capture cuBLAS calls)."""
         import torch
