@@ -121,12 +121,11 @@ def _torch_stream(device: int):
 class _TorchBlock:
     """Memory from PyTorch's caching allocator, handed back when CuPy lets go of it."""
 
-    def __init__(self, ptr: int):
-        self.ptr = ptr
+    def __init__(self, ptr: int, free):
+        self.ptr, self.free = ptr, free   # `free` held: at exit, importing torch may no longer work
 
     def __del__(self):
-        import torch
-        torch.cuda.caching_allocator_delete(self.ptr)
+        self.free(self.ptr)
 
 
 def _torch_allocator(device: int):
@@ -134,5 +133,5 @@ def _torch_allocator(device: int):
         import cupy
         import torch
         ptr = torch.cuda.caching_allocator_alloc(size, device, torch.cuda.current_stream(device))
-        return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(ptr, size, _TorchBlock(ptr), device), 0)
+        return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(ptr, size, _TorchBlock(ptr, torch.cuda.caching_allocator_delete), device), 0)
     return allocate
