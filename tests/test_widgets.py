@@ -230,6 +230,8 @@ def test_load_gpu_record_of_public_calls():
     assert sorted((r["density"], r["speedup_vs_dense"]) for r in ex.records if r["backend"] == "sparsejl:cupy") \
         == [(0.1, 4.0), (0.25, 2.0)]
     assert not [r for r in ex.records if r["backend"].startswith("direct:")]
+    # a record written before it carried its "meta" is still named a GPU benchmark against cuBLAS
+    assert "GPU benchmark" in ex.status_w.value and "cuBLAS" in ex.status_w.value
 
 
 def test_committed_gzipped_records_load_as_the_plain_json(tmp_path):

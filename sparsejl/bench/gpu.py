@@ -285,7 +285,8 @@ def main(argv=None):
         for r in recs:
             print("   " + gpu_report.line(r), flush=True)
         with open(base + ".json", "w") as f:
-            json.dump({"environment": env, "ceilings": ceil, "records": records}, f, indent=1)
+            json.dump({"meta": gpu_report.GPU_RECORD_META, "environment": env, "ceilings": ceil,
+                       "records": records}, f, indent=1)
     with open(base + ".md", "w") as f:
         f.write(gpu_report.report(env, ceil, records, label))
     print("wrote", base + ".json", base + ".md")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional
 
+#: what a GPU record is, written as its "meta" (the explorer reads title and baseline from it)
+GPU_RECORD_META = {"title": "GPU benchmark", "baseline": "cuBLAS (torch.matmul)"}
+
 
 def _us(s: Optional[float]) -> str:
     return "—" if s is None else f"{s * 1e6:.1f}"

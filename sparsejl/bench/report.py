@@ -169,18 +169,28 @@ def blocks(records: Sequence[dict], env: dict, meta: dict, verdicts, plot_files)
                          fmt_time(r["median_s"]),
                          spread(r["times_s"]) if r["status"] == "ok" else "—",
                          f"{r['speedup_vs_dense']:.2f}×" if r.get("speedup_vs_dense") else "—",
+                         _against(r, "cold_s"), _against(r, "after_dense_s"),
                          _fmt_bytes(r.get("peak_bytes")), _fmt_bytes(r.get("output_bytes")),
                          _fmt_bytes(r.get("julia_alloc_bytes")),
                          _note(r)])
         out.append(("table", ["density", "backend", "status", "threads", "median", "spread",
-                              "speedup vs dense", "peak Python heap", "output", "Julia alloc",
+                              "speedup vs dense", "after 20 ms idle", "after NumPy", "peak Python heap",
+                              "output", "Julia alloc",
                               "note"], rows))
+    out.append(("p", "After 20 ms idle: one call after that much sleep; after NumPy: one call right after "
+                     "NumPy's product of an attention projection, nothing waited out (medians of 5; in "
+                     "brackets, over the warm median)."))
     out.append(("p", "Spread: half the interquartile range of the timed samples, as a share of "
                      "their median. Peak Python heap: tracemalloc's peak during one untimed call (NumPy and "
                      "Python allocations; memory allocated inside Julia, PyTorch, MKL or "
                      "GraphBLAS is not seen there). Julia alloc: bytes Julia's GC counted per "
                      "call, where sparsejl's runtime can tell."))
     return out
+
+
+def _against(r: dict, key: str) -> str:
+    v, warm = r.get(key), r.get("median_s")
+    return "—" if not v or not warm else f"{fmt_time(v)} ({v / warm:.2f}×)"
 
 
 def _md_cell(s: str) -> str:

@@ -33,6 +33,9 @@ fields plus:
   was not run or failed); dense itself is 1.0. Dense is timed first and again last in each
   case; its ``median_s`` is the lower of the two medians (both in ``baseline_medians_s``), so
   a burst of outside load on one of them does not inflate the case's speedups
+* ``cold_s``: one call after 20 ms of idle, ``after_dense_s``: one call right after NumPy's product
+  of an attention projection (nothing waited out); medians of 5 (SpMM, ``user_path=True``).
+  The warm ``median_s`` is what a stream of calls gets; these are what a model's calls get
 * ``peak_bytes``: peak Python-heap bytes (tracemalloc: NumPy and Python allocations, not
   memory allocated inside Julia, PyTorch, MKL or GraphBLAS) of one extra untimed call (only
   where a call takes under ``MEMORY_CALL_S``; None otherwise);
@@ -83,6 +86,9 @@ WARM_CALLS = 20
 #: Longest pause before timing a backend, so that the previous library's threads have gone
 #: idle; the pause is the previous library's ``spin_s`` up to this.
 SETTLE_S = 0.25
+#: the user-path columns: idle before a cold call, and samples of each column
+IDLE_S = 0.02
+USER_PATH_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,25 @@ class _Timer:
             fn()
         self.times.append((time.perf_counter() - t0) / number)
 
+    def user_path(self, other) -> None:
+        """The call as a model makes it: after `IDLE_S` of idle (`cold_s`), and right after
+        `other()`, another library's product, with nothing waited out (`after_dense_s`);
+        medians of `USER_PATH_SAMPLES` single calls each (bench/user_path.py has the full study)."""
+        if self.inside or self.rec["status"] != "ok":
+            return
+        cold, after = [], []
+        for _ in range(USER_PATH_SAMPLES):
+            time.sleep(IDLE_S)
+            t0 = time.perf_counter()
+            self.fn()
+            cold.append(time.perf_counter() - t0)
+        for _ in range(USER_PATH_SAMPLES):
+            other()
+            t0 = time.perf_counter()
+            self.fn()
+            after.append(time.perf_counter() - t0)
+        self.rec.update(cold_s=float(np.median(cold)), after_dense_s=float(np.median(after)))
+
     def finish(self) -> None:
         rec = self.rec
         rec.update(times_s=self.times, median_s=float(np.median(self.times)),
@@ -183,7 +208,7 @@ def _record(case: Case, c: peers.Contender, status: str, reason=None, **extra) -
     rec.update(backend=c.name, library=c.library, format=c.fmt, threads=None, status=status,
                reason=reason, times_s=[], median_s=None, calls_per_sample=None,
                speedup_vs_dense=None, peak_bytes=None, output_bytes=None, nnz=None,
-               actual_density=None, check_error=None)
+               actual_density=None, check_error=None, cold_s=None, after_dense_s=None)
     rec.update(extra)
     return rec
 
@@ -262,7 +287,7 @@ class _Latch:
         return self.stopped
 
 
-def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s) -> Optional[dict]:
+def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s, user_path=False) -> Optional[dict]:
     """Check, then time, one backend on one case; None when it needs operands not yet built."""
     if stop():
         return _record(case, c, "stopped", "stopped before this measurement")
@@ -290,17 +315,30 @@ def _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s) 
         if not _guarded(timer, timer.sample):
             return rec
     _guarded(timer, timer.finish)
+    if user_path and case.op == "spmm":
+        _guarded(timer, timer.user_path, _attention_product(case))
     return rec
+
+
+def _attention_product(case):
+    """NumPy's product of an attention projection beside the layer (tokens × h by h × h, h the
+    layer's smaller side, at most 1024): the dense call a model makes between two of ours."""
+    h = min(case.m, case.k, 1024)
+    rng = np.random.default_rng(case.seed + 11)
+    x = rng.standard_normal((max(case.n, 1), h)).astype(case.dtype)
+    w = rng.standard_normal((h, h)).astype(case.dtype)
+    return lambda: x @ w
 
 
 def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: int = 1,
         progress: Optional[Callable[[dict, int, int], None]] = None,
         should_stop: Optional[Callable[[], bool]] = None,
-        max_call_s: Optional[float] = None) -> List[dict]:
+        max_call_s: Optional[float] = None, user_path: bool = True) -> List[dict]:
     """Measure every backend on every case; see the module docstring for the records.
 
     ``repeats`` must be at least 5 (the median of fewer is not reported). ``max_call_s``
     skips timing a backend whose checked call alone took longer (its one time is kept).
+    ``user_path`` adds ``cold_s`` and ``after_dense_s`` to each timed record (SpMM cases).
     """
     if repeats < 5:
         raise ValueError("repeats must be >= 5: the report gives the median of at least 5 runs")
@@ -317,11 +355,11 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
         built, recs = None, []
         for c in contenders:
             settle_s = min(SETTLE_S, previous.spin_s)
-            rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s)
+            rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s, user_path)
             if rec is None:  # operands needed: built once per case, on first need
                 A, B = matrices.operands(case)
                 built = (A, B) + matrices.reference(case.op, A, B, case.density)
-                rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s)
+                rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s, user_path)
             recs.append(rec)
             previous = c
         _baseline_again(case, recs, built, repeats, warmup, stop, min(SETTLE_S, previous.spin_s))

@@ -24,6 +24,7 @@ import numpy as np
 import ipywidgets as W
 
 from .. import shapes
+from ..bench.gpu_report import GPU_RECORD_META
 
 __all__ = ["DensityExplorer", "break_even", "records_to_csv", "densities", "read_report"]
 
@@ -34,7 +35,7 @@ OPS = [("SpMM: sparse W × dense X", "spmm"), ("SpGEMM: sparse W × sparse X", "
 #: dense baselines: the backend every other backend of that device is compared to
 BASELINES = {"cpu": "dense"}
 #: every name a dense baseline goes by in the reports this explorer reads (sweep, GPU benchmark)
-BASELINE_NAMES = ("dense", "cupy-dense")
+BASELINE_NAMES = ("dense", "cupy-dense", "cublas")
 #: ticked by default (when available): sparsejl's Julia kernels and SciPy, as in the main job
 DEFAULT_BACKENDS = ("julia:csr", "julia:bsr", "scipy:csr", "scipy:bsr")
 CSV_FIELDS = ["model", "layer", "op", "m", "k", "n", "density", "blocksize", "dtype", "seed",
@@ -142,8 +143,6 @@ def _where(env: dict, meta: dict) -> str:
     return "; ".join(parts)
 
 
-_LABEL_RE = None
-
 
 def _from_gpu_report(data: dict) -> List[dict]:
     """Records (the sweep's fields) from ``python -m sparsejl.bench.gpu``'s JSON: one per case
@@ -185,6 +184,8 @@ def read_report(data) -> tuple:
     if "records" in data:   # internal entry points of the GPU record are diagnostics, not results
         records = [dict(r) for r in data["records"] if r.get("headline", True)]
         meta = dict(data.get("meta") or {})
+        if not meta and any(r.get("device") == "gpu" for r in records):
+            meta = dict(GPU_RECORD_META)   # a GPU record written before it carried its meta
     elif "cases" in data:
         records = _from_gpu_report(data)
         meta = {"title": "GPU benchmark", "baseline": "cupy-dense (cuBLAS)"}
