@@ -140,7 +140,8 @@ def report(records: List[dict], environment: dict) -> str:
     lines = ["# The user's path on the CPU: warm, after idle, between other libraries' calls", "",
              f"{environment.get('cpu_model')}, {environment.get('usable_cores')} usable cores; Julia threads "
              f"{environment.get('julia_threads')}; PyTorch {environment.get('torch')} "
-             f"({environment.get('torch_threads')} threads); {environment.get('date')}.", "",
+             f"({environment.get('torch_threads')} threads); NumPy {np.__version__}; "
+             f"{environment.get('timestamp_utc')}.", "",
              "ms per call (median); in brackets, the ratio to the undisturbed figure (ours: warm; "
              "the other library: alone). Targets of issue 13: after idle ≤ 1.3×, alternating ≤ 1.2× "
              "for both sides.", ""]
