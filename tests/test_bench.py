@@ -14,7 +14,7 @@ try:  # before any test starts Julia: importing pyplot after that aborted the pr
 except ImportError:
     pass
 
-from sparsejl.bench import Case, check, matrices, peers, plot, report, run, suites, targets
+from sparsejl.bench import Case, matrices, peers, plot, report, run, suites, targets, verify
 from sparsejl.bench.sweep import RECORD_FIELDS
 
 TINY = Case("tiny", "t", 64, 32, 8, 0.25, 8)
@@ -81,29 +81,29 @@ def test_check_accepts_rounding_and_rejects_a_wrong_result():
     A, B = matrices.operands(TINY)
     ref, bound = matrices.reference("spmm", A, B, TINY.density)
     C = np.asarray(A @ B)  # float32 rounding only
-    assert check.check(C, ref, bound, "float32") < 1
+    assert verify.verify(C, ref, bound, "float32") < 1
     bad = C.copy()
     bad[3, 2] += 0.01
-    with pytest.raises(check.WrongResult):
-        check.check(bad, ref, bound, "float32")
-    with pytest.raises(check.WrongResult):
-        check.check(C.T.copy(), ref, bound, "float32")  # wrong shape
+    with pytest.raises(verify.WrongResult):
+        verify.verify(bad, ref, bound, "float32")
+    with pytest.raises(verify.WrongResult):
+        verify.verify(C.T.copy(), ref, bound, "float32")  # wrong shape
     nan = C.copy()
     nan[0, 0] = np.nan
-    with pytest.raises(check.WrongResult):
-        check.check(nan, ref, bound, "float32")
+    with pytest.raises(verify.WrongResult):
+        verify.verify(nan, ref, bound, "float32")
 
 
 def test_check_sparse_products_including_an_entry_outside_the_pattern():
     A, B = matrices.operands(TINY_GEMM)
     ref, bound = matrices.reference("spgemm", A, B, TINY_GEMM.density)
     C = (A @ B).tocsr()
-    assert check.check(C, ref, bound, "float32") < 1
+    assert verify.verify(C, ref, bound, "float32") < 1
     extra = C.tolil()
     zero = np.argwhere(ref.toarray() == 0)[0]
     extra[zero[0], zero[1]] = 1e-3
-    with pytest.raises(check.WrongResult):
-        check.check(extra.tocsr(), ref, bound, "float32")
+    with pytest.raises(verify.WrongResult):
+        verify.verify(extra.tocsr(), ref, bound, "float32")
 
 
 @pytest.fixture(autouse=True)

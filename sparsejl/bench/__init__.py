@@ -3,7 +3,7 @@
 * :mod:`.sweep` — :class:`~.sweep.Case` and :func:`~.sweep.run` (the stable entry point)
 * :mod:`.suites` — which cases a run measures (main job, quick, full) from published layer shapes
 * :mod:`.peers` — one adapter per library; :mod:`.juliapeer` — Julia's SparseArrays in Julia
-* :mod:`.matrices`, :mod:`.check` — seeded operands and the float64 reference check
+* :mod:`.matrices`, :mod:`.verify` — seeded operands and the check of each result against a float64 reference
 * :mod:`.env`, :mod:`.threads` — what machine and thread settings a result came from
 * :mod:`.targets`, :mod:`.report`, :mod:`.plot` — the issue's targets, JSON/Markdown/HTML, plots
 * :mod:`.cli` — the ``sparsejl-bench`` command (also ``python -m sparsejl.bench``)

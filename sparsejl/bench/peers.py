@@ -123,7 +123,7 @@ class SciPy(Contender):
         return 1  # SciPy's sparse products are single-threaded
 
 
-class SparseJL(Contender):
+class SparsejlCall(Contender):
     """sparsejl's own kernels through its public API: ``sparsejl.spmm`` / ``sparsejl.spgemm``."""
 
     library = "sparsejl"
@@ -238,7 +238,7 @@ class JuliaKernel(Contender):
         return run
 
     def threads(self):
-        return SparseJL.threads(self)
+        return SparsejlCall.threads(self)
 
     def time_inside(self, repeats, warmup, min_time):
         answer = _julia_runtime().eval(
@@ -378,7 +378,7 @@ class JuliaSparseArrays(Contender):
 #: Every contender the harness knows, in report order (the baseline first).
 CONTENDERS: Dict[str, Contender] = {c.name: c for c in [
     Dense(),
-    SparseJL("julia", "csr"), SparseJL("julia", "bsr"),
+    SparsejlCall("julia", "csr"), SparsejlCall("julia", "bsr"),
     SciPy("csr"), SciPy("bsr"),
     Torch("csr"), Torch("bsr"),
     MKL("csr"), MKL("bsr"),

@@ -65,7 +65,7 @@ from typing import Callable, Iterable, List, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from . import check as _check
+from .verify import verify
 from . import matrices, peers
 
 __all__ = ["Case", "run", "RECORD_FIELDS"]
@@ -227,7 +227,7 @@ def _checked(case, c, A, B, ref, bound, max_call_s):
         t0 = time.perf_counter()
         out = fn()
         first = time.perf_counter() - t0
-        err = _check.check(c.result(out), ref, bound, case.dtype)
+        err = verify(c.result(out), ref, bound, case.dtype)
         del out
     except Exception as exc:
         return _record(case, c, "error", f"{type(exc).__name__}: {exc}"), None

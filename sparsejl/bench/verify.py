@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["WrongResult", "tolerance", "check"]
+__all__ = ["WrongResult", "tolerance", "verify"]
 
 #: Relative tolerance per value type, against |A|·|B|.
 RTOL = {"float32": 1e-4, "float64": 1e-10}
@@ -27,7 +27,7 @@ def _as_scipy(C):
     return C if sp.issparse(C) else sp.csr_matrix(np.asarray(C))
 
 
-def check(C, ref, bound, dtype) -> float:
+def verify(C, ref, bound, dtype) -> float:
     """Raise :class:`WrongResult` unless ``C`` matches ``ref``; return the worst error ratio.
 
     ``C`` is a NumPy array (SpMM) or a SciPy sparse matrix (SpGEMM); ``ref`` and ``bound`` are
