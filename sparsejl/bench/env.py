@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import os
 import platform
@@ -16,42 +17,42 @@ __all__ = ["capture", "cpu_model", "versions", "numpy_blas", "julia_info"]
 
 #: distributions whose versions a report gives (read from metadata: nothing is imported)
 _DISTRIBUTIONS = ("numpy", "scipy", "sparsejl", "torch", "sparse-dot-mkl", "mkl",
-                  "python-graphblas", "suitesparse-graphblas", "matplotlib", "threadpoolctl", "tqdm")
+                  "python-graphblas", "suitesparse-graphblas", "matplotlib", "threadpoolctl", "tqdm", "psutil", "py-cpuinfo")
 
 
 def cpu_model() -> Optional[str]:
+    """The processor's name, as py-cpuinfo reads it (``/proc/cpuinfo`` on Linux)."""
+    return _cpu_info().get("brand_raw") or platform.processor() or None
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_info() -> dict:
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+        import cpuinfo
+        return cpuinfo.get_cpu_info()
+    except Exception:   # not installed, or a platform it cannot read
+        return {}
 
 
 def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [x for x in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-                            if x in have]
-    except OSError:
-        pass
-    return None
+    have = set(_cpu_info().get("flags") or ())
+    return [x for x in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if x in have] or None
 
 
 def _memory_bytes() -> Optional[int]:
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+        import psutil
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        return None
+
+
+def _physical_cores() -> Optional[int]:
+    try:
+        import psutil
+        return psutil.cpu_count(logical=False)
+    except ImportError:
+        return None
 
 
 def versions() -> Dict[str, Optional[str]]:
@@ -135,6 +136,7 @@ def capture() -> Dict[str, object]:
         "cpu_model": cpu_model(),
         "cpu_flags": _cpu_flags(),
         "logical_cores": os.cpu_count(),
+        "physical_cores": _physical_cores(),
         "usable_cores": affinity,
         "memory_bytes": _memory_bytes(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
