@@ -32,7 +32,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from . import gpu_report
-from .gpu_operands import TOLERANCE, make_bsr, make_csr, make_dense, rel_error
+from .gpu_operands import TOLERANCE, as_torch, make_bsr, make_csr, make_dense, rel_error, torch_on_cuda
 from .gpu_timing import Timer, ceilings, environment
 
 TOKENS = 2048
@@ -40,22 +40,6 @@ TARGET_LAYERS = [("llama-2-7b", "ffn.up"), ("llama-2-7b", "ffn.down"),
                  ("bert-large", "ffn.up"), ("bert-large", "ffn.down")]
 #: sparsejl's backends on the GPU, each timed through sparsejl.spmm(..., backend=name)
 SPARSEJL_BACKENDS = ("cupy", "julia-cuda")
-
-
-def _torch():
-    try:
-        import torch
-        return torch if torch.cuda.is_available() else None
-    except Exception:
-        return None
-
-
-def _as_torch(a, torch):
-    """Zero-copy torch view of a CuPy array (bfloat16 through a 16-bit integer view)."""
-    import cupy
-    if a.dtype.name == "bfloat16":
-        return torch.as_tensor(a.view(cupy.int16), device="cuda").view(torch.bfloat16)
-    return torch.as_tensor(a, device="cuda")
 
 
 def _record(case: dict, method: str, library: str, status: str, reason: Optional[str] = None, **figures) -> dict:
@@ -104,11 +88,11 @@ def spmm_case(case: dict, A, timer: Timer, *, direct: bool, graph: bool = True) 
     Bs = [make_dense(k, n, dt, seed + 100 + i) for i in range(3)]
     dense_A = _gpu_conversions.todense(A)
     ref = dense_A.astype(np.float64) @ Bs[0].astype(np.float64)
-    torch = _torch()
+    torch = torch_on_cuda()
     back = (lambda o: cupy.asarray(o.float())) if dt == "bfloat16" else (lambda o: cupy.asarray(o))
     recs = []
     if torch is not None:   # the baseline: cuBLAS through PyTorch, which a graph can capture
-        tA, tBs = _as_torch(dense_A, torch), [_as_torch(B, torch) for B in Bs]
+        tA, tBs = as_torch(dense_A, torch), [as_torch(B, torch) for B in Bs]
         recs.append(_time(case, "cublas", "torch.matmul", lambda i: torch.matmul(tA, tBs[i % 3]), ref, timer,
                           graph="torch" if graph else False, to_cupy=back))
     recs.append(_time(case, "cublas" if torch is None else "cublas-cupy", "cupy.matmul",
@@ -117,8 +101,8 @@ def spmm_case(case: dict, A, timer: Timer, *, direct: bool, graph: bool = True) 
         if A.format == "bsr" and dt in ("float16", "bfloat16", "float32"):
             try:
                 from torch.sparse._triton_ops import bsr_dense_mm
-                tbsr = torch.sparse_bsr_tensor(_as_torch(A.indptr, torch), _as_torch(A.indices, torch),
-                                               _as_torch(A.data, torch), size=A.shape)
+                tbsr = torch.sparse_bsr_tensor(as_torch(A.indptr, torch), as_torch(A.indices, torch),
+                                               as_torch(A.data, torch), size=A.shape)
                 recs.append(_time(case, "torch-bsr", "torch.sparse._triton_ops.bsr_dense_mm",
                                   lambda i: bsr_dense_mm(tbsr, tBs[i % 3]), ref, timer, graph=False, to_cupy=back))
             except Exception as exc:

@@ -50,7 +50,8 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from .gpu_operands import make_bsr, make_csr, make_dense, rel_error
+from . import gpu_report
+from .gpu_operands import as_torch, make_bsr, make_csr, make_dense, rel_error, torch_on_cuda
 from .gpu_timing import _EMPTY_SRC, Timer, ceilings, environment
 
 TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "float64": 1e-12}
@@ -138,39 +139,23 @@ def _time_only(case: CaseResult, name: str, fn, timer: Timer, note="") -> Method
 
 # ------------------------------------------------------------------ method builders
 
-def _torch():
-    try:
-        import torch
-        return torch if torch.cuda.is_available() else None
-    except Exception:
-        return None
-
-
-def _as_torch(a, torch):
-    """Zero-copy torch view of a CuPy array (bfloat16 through a uint16 view)."""
-    import cupy
-    if a.dtype.name == "bfloat16":
-        return torch.as_tensor(a.view(cupy.uint16), device="cuda").view(torch.bfloat16)
-    return torch.as_tensor(a, device="cuda")
-
-
 def spmm_methods(A, Bs, ref, dense_A, case: CaseResult, timer: Timer, configs):
     import cupy
     from ..backends import _bsr_kernels, cupy_backend, julia_cuda
-    torch = _torch()
+    torch = torch_on_cuda()
     dt = case.dtype
     res = []
     nB = len(Bs)
     res.append(_run_method(case, "cupy-dense", lambda i: cupy.matmul(dense_A, Bs[i % nB]), ref, timer, dt))
     if torch is not None:
-        tA, tBs = _as_torch(dense_A, torch), [_as_torch(B, torch) for B in Bs]
+        tA, tBs = as_torch(dense_A, torch), [as_torch(B, torch) for B in Bs]
         res.append(_run_method(case, "torch-dense", lambda i: torch.matmul(tA, tBs[i % nB]), ref, timer, dt,
                                check_out=lambda o: cupy.asarray(o.float()) if dt == "bfloat16" else cupy.asarray(o)))
         if A.format == "bsr" and dt in ("float16", "bfloat16", "float32"):
             try:
                 from torch.sparse._triton_ops import bsr_dense_mm
-                tbsr = torch.sparse_bsr_tensor(_as_torch(A.indptr, torch), _as_torch(A.indices, torch),
-                                               _as_torch(A.data, torch), size=A.shape)
+                tbsr = torch.sparse_bsr_tensor(as_torch(A.indptr, torch), as_torch(A.indices, torch),
+                                               as_torch(A.data, torch), size=A.shape)
                 conv = (lambda o: cupy.asarray(o.float())) if dt == "bfloat16" else (lambda o: cupy.asarray(o))
                 res.append(_run_method(case, "torch-bsr", lambda i: bsr_dense_mm(tbsr, tBs[i % nB]), ref, timer,
                                        dt, check_out=conv, note="torch.sparse._triton_ops.bsr_dense_mm"))
@@ -360,12 +345,7 @@ def targets_table(cases: List[CaseResult], ceil: Optional[Dict[str, float]] = No
 
 
 def report(env, ceil, cases: List[CaseResult]) -> str:
-    lines = ["# GPU benchmark", "",
-             f"{env.get('gpu')} ({env.get('sm_count')} SMs), CUDA driver {env.get('cuda_driver')}, "
-             f"runtime {env.get('cuda_runtime')}, cuSPARSE {env.get('cusparse')}, CuPy {env.get('cupy')}, "
-             f"PyTorch {env.get('torch')}, Triton {env.get('triton')}, Julia {env.get('julia')}; {env.get('date')}.", "",
-             "Ceilings measured in this run: " + ", ".join(f"{k} = {v:.0f}" if isinstance(v, float) else f"{k} = {v}"
-                                                         for k, v in ceil.items()), "",
+    lines = gpu_report.header("GPU benchmark (diagnostics: internal entry points)", env, ceil) + [
              "Times: median of device-event times per call (GPU time, queued behind a spin kernel); "
              "`host µs`: Python-side cost per call with an idle queue. `× dense`: cupy-dense median / this "
              "median. Floors: sparse FLOPs at the measured cuBLAS rate; minimum bytes at the measured copy "

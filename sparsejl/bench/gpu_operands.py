@@ -72,3 +72,20 @@ def rel_error(C, ref) -> float:
     if not bool(cupy.isfinite(C64).all()):
         return math.inf
     return float(cupy.linalg.norm(C64 - ref) / cupy.linalg.norm(ref))
+
+
+def torch_on_cuda():
+    """PyTorch, where it is installed and sees a GPU; else None."""
+    try:
+        import torch
+        return torch if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def as_torch(a, torch):
+    """Zero-copy torch view of a CuPy array (bfloat16 through a 16-bit integer view)."""
+    import cupy
+    if a.dtype.name == "bfloat16":
+        return torch.as_tensor(a.view(cupy.int16), device="cuda").view(torch.bfloat16)
+    return torch.as_tensor(a, device="cuda")

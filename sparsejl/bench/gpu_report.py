@@ -82,13 +82,18 @@ def host_cost_table(records: List[dict], label: Callable[[dict], str]) -> List[s
     return out + [""]
 
 
+def header(title: str, env: Dict, ceil: Dict) -> List[str]:
+    """A report's title, the machine and library versions, and the ceilings measured in the run."""
+    return [f"# {title}", "",
+            f"{env.get('gpu')} ({env.get('sm_count')} SMs), driver {env.get('cuda_driver')}, runtime "
+            f"{env.get('cuda_runtime')}, cuSPARSE {env.get('cusparse')}, CuPy {env.get('cupy')}, PyTorch "
+            f"{env.get('torch')}, Triton {env.get('triton')}, Julia {env.get('julia')}; {env.get('date')}.", "",
+            "Ceilings measured in this run: " + ", ".join(f"{k} = {v:.0f}" if isinstance(v, float) else f"{k} = {v}"
+                                                        for k, v in ceil.items()), ""]
+
+
 def report(env: Dict, ceil: Dict, records: List[dict], label: Callable[[dict], str]) -> str:
-    lines = ["# GPU record: sparsejl's public calls against cuBLAS and PyTorch", "",
-             f"{env.get('gpu')} ({env.get('sm_count')} SMs), driver {env.get('cuda_driver')}, runtime "
-             f"{env.get('cuda_runtime')}, cuSPARSE {env.get('cusparse')}, CuPy {env.get('cupy')}, PyTorch "
-             f"{env.get('torch')}, Triton {env.get('triton')}, Julia {env.get('julia')}; {env.get('date')}.", "",
-             "Ceilings measured in this run: " + ", ".join(f"{k} = {v:.0f}" if isinstance(v, float) else f"{k} = {v}"
-                                                         for k, v in ceil.items()), "",
+    lines = header("GPU record: sparsejl's public calls against cuBLAS and PyTorch", env, ceil) + [
              "Per call: `device` is device time with the calls queued behind a spinning kernel (median); `wall` "
              "the wall time per call of a stream of back-to-back calls from the host to the device's end of the "
              "last (median of streams): what a model's forward pass sees; `graph` the same 20 calls captured in a "
