@@ -1,6 +1,6 @@
 """sparsejl: sparse × dense (SpMM) and sparse × sparse (SpGEMM) products in CSR and BSR, run by Julia."""
 
-from . import prune, shapes
+from . import catalogue, prune
 from .backends import BackendStatus, backends
 from .formats import BSR, CSR, check_format
 from .ops import spgemm, spmm
@@ -8,4 +8,4 @@ from .runtime import JuliaError, JuliaNotFound
 
 __version__ = "0.1.0"
 __all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "check_format", "JuliaError", "JuliaNotFound",
-           "shapes", "prune"]
+           "catalogue", "prune"]

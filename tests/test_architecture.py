@@ -19,9 +19,9 @@ ALLOWED = {
     "interop": ["backends._cuda"],
     "backends": ["backends."],
     "ops": ["interop", "formats", "backends"],
-    "shapes": [],
+    "catalogue": [],
     "prune": [],
-    "": ["backends", "formats", "ops", "runtime", "prune", "shapes"],   # sparsejl/__init__
+    "": ["backends", "formats", "ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
 }
 GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._cusparse",
              "backends._cukernel", "backends._bsr_kernels"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-from sparsejl import shapes
+from sparsejl import catalogue
 from sparsejl.widgets import DensityExplorer, break_even, records_to_csv
 from sparsejl.widgets.explorer import break_even_label, densities
 
@@ -58,9 +58,9 @@ def test_controls_follow_the_presets():
     assert ex.layer_w.value == "attn.k"
     assert "1024×4096" in ex.shape_w.value
     names = [v for _, v in ex.layer_w.options]
-    assert names == shapes.get("llama-3-8b").layer_names and "ffn.gate" in names
+    assert names == catalogue.get("llama-3-8b").layer_names and "ffn.gate" in names
     ex.model_w.value = "gpt2-xl"          # attn.k does not exist there: first layer chosen
-    assert [v for _, v in ex.layer_w.options] == shapes.get("gpt2-xl").layer_names
+    assert [v for _, v in ex.layer_w.options] == catalogue.get("gpt2-xl").layer_names
     assert ex.layer_w.value == "attn.qkv" and "4800×1600" in ex.shape_w.value
     ex.model_w.value = "bert-large"
     ex.layer_w.value = "ffn.down"

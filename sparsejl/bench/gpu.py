@@ -186,12 +186,12 @@ def _case(model, layer, m, k, n, density, blocksize, dtype, seed, op="spmm") -> 
 def plan(quick: bool) -> List[tuple]:
     """(case, thunk making A) of the record: the issue's fp16 BSR cases at 2048 tokens, their
     BSR 32 and bf16 variants, CSR at 2048 tokens and at decode sizes, and CSR SpGEMM."""
-    from .. import shapes
+    from .. import catalogue
     out = []
     seed = 1
     layers = TARGET_LAYERS if not quick else [("bert-large", "ffn.down")]
     for model, layer in layers:
-        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
         for b in ((64, 32) if not quick else (64,)):
             for d in ((0.10, 0.25) if not quick else (0.10,)):
                 seed += 10
@@ -199,13 +199,13 @@ def plan(quick: bool) -> List[tuple]:
                             lambda m=m, k=k, b=b, d=d, s=seed: make_bsr(m, k, b, d, "float16", s)))
     if not quick:
         for model, layer in [("llama-2-7b", "ffn.down"), ("bert-large", "ffn.up")]:
-            m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+            m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
             seed += 10
             out.append((_case(model, layer, m, k, n, 0.1, 64, "bfloat16", seed),
                         lambda m=m, k=k, s=seed: make_bsr(m, k, 64, 0.1, "bfloat16", s)))
     for tokens in ((TOKENS, 16, 64) if not quick else (16,)):
         for dt in (("float16", "float32") if tokens == TOKENS and not quick else ("float16",)):
-            m, k, n = shapes.mkn("llama-2-7b", "ffn.down", tokens=tokens)
+            m, k, n = catalogue.mkn("llama-2-7b", "ffn.down", tokens=tokens)
             seed += 10
             out.append((_case("llama-2-7b", "ffn.down", m, k, n, 0.1, 1, dt, seed),
                         lambda m=m, k=k, s=seed, dt=dt: make_csr(m, k, 0.1, dt, s)))

@@ -391,12 +391,12 @@ def trace(specs, configs, clock_mhz=1980.0):
     (consumer thread 0 of every CTA stamps clock64 at set-up, per tile at its first wait, first
     data, MMAs done and C handed off, and at exit). Prints per-CTA means and maxima in µs."""
     import cupy
-    from .. import shapes
+    from .. import catalogue
     from ..backends import _bsr_kernels
     cfgs = [tuple(x if x == "tma" else int(x) for x in c.split(",")) for c in configs.split(";") if c.startswith("tma")]
     for spec in specs:
         model, layer, density = spec.split(":")
-        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
         A = make_bsr(m, k, 64, float(density), "float16", 7)
         Bs = [make_dense(k, n, "float16", 8 + i) for i in range(3)]
         counts = cupy.asnumpy(cupy.diff(A.indptr.astype(np.int64)))
@@ -453,13 +453,13 @@ def profile(specs, configs, calls=3):
     """Run the default BSR kernel and each TMA configuration of `configs` `calls` times per case
     (for a profiler such as ncu to pick up; nothing is timed here)."""
     import cupy
-    from .. import shapes
+    from .. import catalogue
     from ..backends import cupy_backend
     cfgs = [None] + [tuple(x if x == "tma" else int(x) for x in c.split(",")) for c in configs.split(";")
                      if c.startswith("tma")]
     for spec in specs:
         model, layer, density = spec.split(":")
-        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
         A = make_bsr(m, k, 64, float(density), "float16", 7)
         B = make_dense(k, n, "float16", 8)
         for cfg in cfgs:
@@ -502,7 +502,7 @@ def main(argv=None):
             f.write(report(saved["environment"], saved["ceilings"], cases))
         print("wrote", out)
         return cases
-    from .. import shapes
+    from .. import catalogue
     from ..backends import _cuda
     if args.profile:
         return profile(args.profile, args.configs)
@@ -534,7 +534,7 @@ def main(argv=None):
     densities = (0.10, 0.25) if not args.quick else (0.10,)
     seed = 1
     for model, layer in layers:
-        m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+        m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
         for b in (64, 32):
             for d in densities:
                 seed += 10
@@ -544,20 +544,20 @@ def main(argv=None):
                     cfg64 if b == 64 else cfg32, s)))
     if not args.quick:
         for model, layer in [("llama-2-7b", "ffn.down"), ("bert-large", "ffn.up")]:
-            m, k, n = shapes.mkn(model, layer, tokens=TOKENS)
+            m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
             seed += 10
             label = f"{model} {layer} n={n} b=64 d=0.1 bf16"
             plan.append((label, lambda m=m, k=k, n=n, s=seed, label=label: spmm_case(
                 label, make_bsr(m, k, 64, 0.1, "bfloat16", s), n, "bfloat16", timer, ceil, [], s)))
         for model, layer in BERT_BASE_LAYERS:
-            m, k, n = shapes.mkn(model, layer, tokens=512)
+            m, k, n = catalogue.mkn(model, layer, tokens=512)
             for b in (32,):
                 seed += 10
                 label = f"{model} {layer} n={n} b={b} d=0.1"
                 plan.append((label, lambda m=m, k=k, n=n, b=b, s=seed, label=label: spmm_case(
                     label, make_bsr(m, k, b, 0.1, "float16", s), n, "float16", timer, ceil, cfg32, s)))
     for dt in (("float32", "float16") if not args.quick else ("float32",)):
-        m, k, n = shapes.mkn("llama-2-7b", "ffn.down", tokens=TOKENS)
+        m, k, n = catalogue.mkn("llama-2-7b", "ffn.down", tokens=TOKENS)
         seed += 10
         label = f"llama-2-7b ffn.down n={n} CSR d=0.1 {dt}"
         plan.append((label, lambda m=m, k=k, n=n, s=seed, dt=dt, label=label: spmm_case(

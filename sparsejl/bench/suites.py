@@ -1,4 +1,4 @@
-"""Which cases a run measures: layer shapes from the published configs (:mod:`sparsejl.shapes`).
+"""Which cases a run measures: layer shapes from the published configs (:mod:`sparsejl.catalogue`).
 
 * :func:`main_job` — BERT-base FFN 3072×768, 128 tokens, densities 0.5…0.05, BSR 32: the
   README's quick start (seconds).
@@ -30,12 +30,12 @@ LAYERS: Tuple[Tuple[str, str], ...] = (
 
 
 def layer_mk(model: str, layer: str) -> Tuple[int, int]:
-    """``(m, k) = (out_features, in_features)`` of a layer, from :mod:`sparsejl.shapes`."""
-    from .. import shapes
+    """``(m, k) = (out_features, in_features)`` of a layer, from :mod:`sparsejl.catalogue`."""
+    from .. import catalogue
     if layer == "attn.qkv" and model.startswith("bert"):
-        q = shapes.layer(model, "attn.q")
+        q = catalogue.layer(model, "attn.q")
         return 3 * q.m, q.k  # fused Q, K, V projection
-    lay = shapes.layer(model, layer)
+    lay = catalogue.layer(model, layer)
     return lay.m, lay.k
 
 

@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import ipywidgets as W
 
-from .. import shapes
+from .. import catalogue
 from ..bench.gpu_report import GPU_RECORD_META
 
 __all__ = ["DensityExplorer", "break_even", "records_to_csv", "densities", "read_report"]
@@ -115,7 +115,7 @@ def _group_key(r: dict):
 def _group_label(key) -> str:
     r = dict(zip(GROUP_FIELDS, key))
     try:
-        disp = shapes.get(r["model"]).display
+        disp = catalogue.get(r["model"]).display
     except Exception:
         disp = str(r.get("model") or "")
     b = int(r.get("blocksize") or 1)
@@ -341,8 +341,8 @@ class DensityExplorer(W.VBox):
         self.seed = int(seed)
 
         # ---- model / layer / shape
-        mdl = shapes.get(model)
-        self.model_w = W.Dropdown(options=[(m.display, k) for k, m in shapes.MODELS.items()],
+        mdl = catalogue.get(model)
+        self.model_w = W.Dropdown(options=[(m.display, k) for k, m in catalogue.MODELS.items()],
                                   value=mdl.key, description="Model")
         self.layer_w = W.Dropdown(options=self._layer_options(mdl.key), description="Layer")
         if layer is not None:
@@ -515,7 +515,7 @@ class DensityExplorer(W.VBox):
     @staticmethod
     def _layer_options(model_key: str):
         return [(f"{l.name}  ({l.out_features}×{l.in_features})", l.name)
-                for l in shapes.get(model_key).layers]
+                for l in catalogue.get(model_key).layers]
 
     def _on_model(self, change):
         old = self.layer_w.value
@@ -527,7 +527,7 @@ class DensityExplorer(W.VBox):
 
     def _update_shape(self):
         try:
-            lay = shapes.layer(self.model_w.value, self.layer_w.value)
+            lay = catalogue.layer(self.model_w.value, self.layer_w.value)
         except KeyError:
             return
         n = int(self.tokens_w.value or 1)
@@ -571,7 +571,7 @@ class DensityExplorer(W.VBox):
     def cases(self):
         """The sweep's :class:`~sparsejl.bench.sweep.Case` list for the current controls."""
         sweep = _sweep()
-        lay = shapes.layer(self.model_w.value, self.layer_w.value)
+        lay = catalogue.layer(self.model_w.value, self.layer_w.value)
         b = int(self.pattern_w.value)
         if b > 1 and (lay.m % b or lay.k % b):
             raise ValueError(f"{self.layer_w.value} is {lay.m}×{lay.k}, not divisible by "
@@ -991,9 +991,9 @@ class DensityExplorer(W.VBox):
     def _select_from_record(self, r: dict):
         """Set the controls to the loaded report's case where they exist (for context only)."""
         try:
-            if r.get("model") in shapes.MODELS:
+            if r.get("model") in catalogue.MODELS:
                 self.model_w.value = r["model"]
-                if r.get("layer") in shapes.get(r["model"]).layer_names:
+                if r.get("layer") in catalogue.get(r["model"]).layer_names:
                     self.layer_w.value = r["layer"]
             if r.get("n"):
                 self.tokens_w.value = int(r["n"])

@@ -1,7 +1,7 @@
 """Layer presets must be the published config values (hidden, intermediate, heads, KV heads)."""
 import pytest
 
-from sparsejl import shapes
+from sparsejl import catalogue
 
 # (key, hidden, intermediate, heads, kv_heads, num_layers), from each model's config.json
 PUBLISHED = [
@@ -21,19 +21,19 @@ PUBLISHED = [
 
 
 def test_all_required_models_present():
-    assert set(k for k, *_ in PUBLISHED) <= set(shapes.MODELS)
+    assert set(k for k, *_ in PUBLISHED) <= set(catalogue.MODELS)
 
 
 @pytest.mark.parametrize("key,hidden,inter,heads,kv,nl", PUBLISHED)
 def test_published_dimensions(key, hidden, inter, heads, kv, nl):
-    m = shapes.get(key)
+    m = catalogue.get(key)
     assert (m.hidden, m.intermediate, m.heads, m.kv_heads, m.num_layers) == (hidden, inter, heads, kv, nl)
     assert m.head_dim * m.heads == hidden
 
 
 @pytest.mark.parametrize("key,hidden,inter,heads,kv,nl", PUBLISHED)
 def test_layer_shapes(key, hidden, inter, heads, kv, nl):
-    m = shapes.get(key)
+    m = catalogue.get(key)
     roles = {l.role: l for l in m.layers}
     # every model has an attention output and an FFN up and down projection
     assert roles["attn_out"].shape == (hidden, hidden)
@@ -52,31 +52,31 @@ def test_layer_shapes(key, hidden, inter, heads, kv, nl):
     else:
         assert "ffn_gate" not in roles
     for l in m.layers:
-        assert l.role in shapes.ROLES
+        assert l.role in catalogue.ROLES
         assert (l.m, l.k) == (l.out_features, l.in_features) == l.shape
     assert len(set(m.layer_names)) == len(m.layers)
 
 
 def test_llama3_gqa_kv_projection():
     # 8 KV heads of 128 -> K/V project 4096 -> 1024
-    assert shapes.layer("llama-3-8b", "attn.k").shape == (1024, 4096)
-    assert shapes.layer("llama-3-8b", "self_attn.v_proj").shape == (1024, 4096)
-    assert shapes.mkn("llama-3-8b", "attn.k", tokens=512) == (1024, 4096, 512)
+    assert catalogue.layer("llama-3-8b", "attn.k").shape == (1024, 4096)
+    assert catalogue.layer("llama-3-8b", "self_attn.v_proj").shape == (1024, 4096)
+    assert catalogue.mkn("llama-3-8b", "attn.k", tokens=512) == (1024, 4096, 512)
 
 
 def test_known_parameter_counts():
     # Linear weights per block: 4 h^2 + 2 h i for BERT/GPT-2/OPT; Llama-2-7B's block has
     # 4*4096^2 + 3*4096*11008 = 202,375,168 weights (x32 blocks ~ 6.48e9 of its 6.7e9 params).
-    assert shapes.get("llama-2-7b").params_per_block == 202_375_168
-    assert shapes.get("bert-base").params_per_block == 4 * 768**2 + 2 * 768 * 3072
+    assert catalogue.get("llama-2-7b").params_per_block == 202_375_168
+    assert catalogue.get("bert-base").params_per_block == 4 * 768**2 + 2 * 768 * 3072
 
 
 def test_lookup_errors_and_aliases():
-    assert shapes.get("GPT2-small") is shapes.MODELS["gpt2"]
-    assert shapes.get("Llama-3-8B") is shapes.MODELS["llama-3-8b"]
+    assert catalogue.get("GPT2-small") is catalogue.MODELS["gpt2"]
+    assert catalogue.get("Llama-3-8B") is catalogue.MODELS["llama-3-8b"]
     with pytest.raises(KeyError, match="unknown model"):
-        shapes.get("bert-huge")
+        catalogue.get("bert-huge")
     with pytest.raises(KeyError, match="no layer"):
-        shapes.layer("bert-base", "ffn.gate")
+        catalogue.layer("bert-base", "ffn.gate")
     with pytest.raises(ValueError):
-        shapes.layer("gpt2", "attn.qkv").mkn(0)
+        catalogue.layer("gpt2", "attn.qkv").mkn(0)

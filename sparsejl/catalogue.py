@@ -18,10 +18,10 @@ sparse × dense product (SpMM) ``A @ B`` that a pruned layer becomes:
 GPT-2 stores its weights transposed (``Conv1D``, ``(in, out)``); the shapes below are the
 mathematical ``(out, in)`` ones, like every other model here.
 
->>> from sparsejl import shapes
->>> [ (l.name, l.m, l.k) for l in shapes.MODELS["bert-base"].layers ][:2]
+>>> from sparsejl import catalogue
+>>> [ (l.name, l.m, l.k) for l in catalogue.MODELS["bert-base"].layers ][:2]
 [('attn.q', 768, 768), ('attn.k', 768, 768)]
->>> shapes.mkn("llama-3-8b", "attn.k", tokens=512)
+>>> catalogue.mkn("llama-3-8b", "attn.k", tokens=512)
 (1024, 4096, 512)
 """
 from __future__ import annotations
