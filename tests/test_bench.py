@@ -283,8 +283,12 @@ def test_a_slow_first_call_is_timed_again_before_max_call_s_skips_it():
     assert rec["status"] == "ok" and len(rec["times_s"]) == 5  # timed, not skipped
 
 
-def test_break_even_is_where_speedup_falls_through_one():
-    # a noisy line that rises through 1 before falling: the fall marks break-even
-    assert plot.break_even([(0.01, 0.8), (0.05, 3.0), (0.1, 2.0), (0.2, 0.5)]) == pytest.approx(0.15)
+def test_break_even_only_where_speedup_falls_through_one_once():
+    # a line that rises through 1 before falling has no "faster below" density: both crossings
+    # are reported instead
+    wavy = [(0.01, 0.8), (0.05, 3.0), (0.1, 2.0), (0.2, 0.5)]
+    assert plot.break_even(wavy) is None
+    assert plot.break_even_text(wavy).startswith("crosses 1 at d≈") and "0.15↓" in plot.break_even_text(wavy)
     assert plot.break_even([(0.01, 0.5), (0.1, 2.0)]) is None
-    assert plot.break_even_text([(0.01, 0.5), (0.1, 2.0)]).startswith("none")
+    assert plot.break_even_text([(0.01, 0.5), (0.1, 2.0)]).startswith("crosses 1 at d≈")
+    assert plot.break_even([(0.1, 2.0)]) is None   # one density: nothing to interpolate
