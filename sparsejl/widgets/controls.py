@@ -154,7 +154,7 @@ class Controls(W.VBox):
         self.run_w = W.Button(description="Run", button_style="primary", icon="play", layout=W.Layout(width="90px"))
         self.stop_w = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True,
                                layout=W.Layout(width="90px"))
-        self.progress_w = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="120px"))
+        self.progress_w = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="70px"))
         self.progress_label = W.Label("")
         self.estimate_w = W.HTML("")
         for w, cls in ((self.model_w, "model"), (self.layer_w, "layer"), (self.tokens_w, "tokens"),
@@ -197,7 +197,7 @@ class Controls(W.VBox):
             baseline = st.name == BASELINE
             cb = W.Checkbox(value=bool(st.available and (st.name in wanted or baseline)),
                             disabled=(not st.available) or baseline, description=st.name, indent=False,
-                            layout=W.Layout(width="130px"))
+                            layout=W.Layout(width="150px"))
             cb.add_class("sjl-backend")
             cb.add_class("sjl-backend-" + st.name.replace(":", "-"))
             self.backend_boxes[st.name] = cb

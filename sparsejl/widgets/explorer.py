@@ -60,6 +60,9 @@ _STYLE = """<style>
 .sjl-explorer .sjl-actions{position:sticky;top:0;z-index:20;background:var(--jp-layout-color0,#fff);
   padding:4px 0;border-bottom:1px solid #ddd}
 .sjl-explorer .sjl-plot{height:auto}
+.sjl-explorer .widget-html-content{white-space:normal}
+.sjl-explorer .sjl-table .widget-html-content{display:block;overflow-x:auto;max-width:100%}
+.sjl-explorer .sjl-tab-scroll{max-width:100%;overflow-x:auto}
 </style>"""
 
 
