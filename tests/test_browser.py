@@ -301,6 +301,9 @@ def test_explorer_runs_in_jupyterlab(lab_url):
             cell = page.locator(".jp-Notebook .jp-CodeCell").first
             prompt = cell.locator(".jp-InputArea-prompt")
             for attempt in range(3):  # a key press can land before the editor has the focus
+                dialog = page.locator(".jp-Dialog .jp-mod-accept")
+                if dialog.count() and dialog.first.is_visible():   # e.g. the kernel chooser: accept it
+                    dialog.first.click()
                 cell.locator(".jp-InputArea-editor").click()
                 page.wait_for_timeout(300)
                 page.keyboard.press("Shift+Enter")
@@ -378,10 +381,11 @@ def test_report_load_leaves_controls_and_two_runs_overlay(page, tmp_path):
         _set_tokens(page, 8, "256×8")
         _run_to_the_end(page)
         page.locator(".sjl-pattern select").select_option(label="block 16×16")
-        _run_to_the_end(page)
+        page.locator(".sjl-run").click()
         # the session keeps both runs: overlay them
-        options = page.locator(".sjl-compare select option")
-        assert options.count() == 2
+        page.wait_for_function("() => document.querySelectorAll('.sjl-compare select option').length == 2",
+                               timeout=150_000)
+        _wait_text(page, ".sjl-status", ["Done"], 30_000)
         page.locator(".sjl-compare select").select_option(index=[0, 1])
         before = page.locator(".sjl-plot").get_attribute("src")
         page.locator(".sjl-overlay").click()
@@ -428,8 +432,13 @@ def test_user_weight_from_npz_and_safetensors(page, tmp_path):
             assert "own pattern" in _text(page, ".sjl-matrix"), _text(page, ".sjl-matrix")
             if tensor:
                 assert "16×16 blocks" in _text(page, ".sjl-matrix")
+            runs = page.locator(".sjl-compare select option").count()
             page.locator(".sjl-run").click()
-            _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+            page.wait_for_function("(n) => document.querySelectorAll('.sjl-compare select option').length > n"
+                                   " || document.querySelector('.sjl-error').innerText.trim() !== ''",
+                                   arg=runs, timeout=150_000) if runs else \
+                _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+            _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 60_000)
             assert "Done" in _text(page, ".sjl-status")
             table = _text(page, ".sjl-table")
             assert "weight MiB" in table and "no break-even: one density measured" in table
