@@ -203,6 +203,9 @@ def test_stop_leaves_the_widget_usable():
     assert "Stopped" in ex.status_w.value and ex.progress_w.bar_style == "warning"
     assert not ex.run_w.disabled and ex.stop_w.disabled
     assert "no break-even: one density measured" in ex.table_w.value
+    legend = ex.view.legend()
+    assert any("scipy:csr" in t and "no break-even: one density measured" in t for t in legend)
+    assert not any("break-even d≈" in t for t in legend)
     ex._on_record = first
     ex.run(wait=True)                       # and it runs again, completely
     assert all(r["status"] == "ok" for r in ex.records) and "Done" in ex.status_w.value

@@ -58,12 +58,18 @@ def break_even_label(records: Sequence[dict], backend: str) -> str:
 
 _STYLE = """<style>
 .sjl-explorer .sjl-actions{position:sticky;top:0;z-index:20;background:var(--jp-layout-color0,#fff);
-  padding:4px 0;border-bottom:1px solid #ddd}
+  padding:4px 0;border-bottom:1px solid #ddd;flex-shrink:0}
 .sjl-explorer .sjl-plot{height:auto}
+.sjl-explorer .sjl-controls>*,.sjl-explorer .sjl-results>*{flex-shrink:0}
 .sjl-explorer .widget-html-content{white-space:normal}
 .sjl-explorer .sjl-table .widget-html-content{display:block;overflow-x:auto;max-width:100%}
 .sjl-explorer .sjl-tab-scroll{max-width:100%;overflow-x:auto}
 </style>"""
+
+
+#: each column is at most a screen high and scrolls inside, so that Run, Stop and the plot are on
+#: screen together however far the results go
+_SCREEN = "calc(100vh - 110px)"
 
 
 class DensityExplorer(W.VBox):
@@ -90,6 +96,8 @@ class DensityExplorer(W.VBox):
         self._shown: List[str] = []
         self._runs = 0
         self.controls = Controls(model, layer, tokens, pattern, density_range, points, dtype, op, repeats, backends)
+        self.controls.layout.max_height = _SCREEN
+        self.controls.layout.overflow_y = "auto"
         self.view = ResultsView()
         self.runner = Runner(on_record=lambda *a: self._on_record(*a), on_done=lambda o: self._on_done(o))
         c = self.controls
@@ -134,14 +142,14 @@ class DensityExplorer(W.VBox):
         self.upload_w.observe(self._on_upload, names="value")
         self.follow_w.on_click(lambda _b: self._follow_group())
         self.compare_btn.on_click(lambda _b: self._on_compare())
-        self.view.on_group = self._after_group
-        results = W.VBox([self.status_w, self.error_w, self.view.group_w, self.follow_w, self.view.variants_w,
-                          self.view.plot_w, self.view.table_w, self.view.notes_w, self.compare_box,
+        results = W.VBox([self.status_w, self.error_w, self.follow_w, self.view, self.compare_box,
                           W.HTML("<b>Export</b>"), self.view.downloads_w, W.HBox([self.save_dir_w, self.save_w]),
                           W.HTML("<b>Saved reports</b> (measured elsewhere, e.g. on a GPU; the run controls stay "
                                  "as they are)"),
                           W.HBox([self.upload_w]), W.HBox([self.load_path_w, self.load_w])],
-                         layout=W.Layout(flex="1 1 0%", min_width="0", padding="0 0 0 12px"))
+                         layout=W.Layout(flex="1 1 0%", min_width="0", padding="0 0 0 12px",
+                                         max_height=_SCREEN, overflow_y="auto"))
+        results.add_class("sjl-results")
         head = W.HTML(_STYLE + "<h3 style='margin:2px 0'>sparsejl density explorer: when does a pruned layer run "
                       "faster than dense?</h3>")
         super().__init__([head, W.HBox([c, results], layout=W.Layout(flex_flow="row nowrap", width="100%"))])
@@ -373,23 +381,16 @@ class DensityExplorer(W.VBox):
             line = where(rep.environment, rep.meta)
             self.status_w.value = (f"<b>Loaded report</b> {html.escape(names[0])}: {len(rep.records)} measurements, "
                                    f"{len(self.view.group_keys)} group(s)" + (f"; {html.escape(line)}" if line else "")
-                                   + ". " + self._controls_note())
+                                   + ". Run controls unchanged (they measure what they showed before).")
             self._update_downloads()
         self.follow_w.layout.display = "flex"
         return self
-
-    def _controls_note(self) -> str:
-        return "Run controls unchanged (they measure what they showed before)."
 
     def _unique(self, name: str) -> str:
         out, i = name, 2
         while out in self.sources:
             out, i = f"{name} ({i})", i + 1
         return out
-
-    def _after_group(self):
-        if self.follow_w.layout.display != "none":
-            self.status_w.value = self.status_w.value.split(" Showing group")[0]
 
     def _follow_group(self):
         """Copy the case on show into the run controls, and say what changed."""

@@ -204,16 +204,18 @@ class ResultsView(W.VBox):
         self.table_w = W.HTML("<i>No results yet: press Run, or load a report.</i>",
                               layout=W.Layout(width="100%", max_width="100%", overflow="auto"))
         self.notes_w = W.HTML("")
+        self.legend_w = W.HTML("", layout=W.Layout(display="none"))   # the legend's words: the image's text
         self.downloads_w = W.HTML("")
         for w, cls in ((self.group_w, "group"), (self.variants_w, "variants"), (self.plot_w, "plot"),
-                       (self.table_w, "table"), (self.notes_w, "notes"), (self.downloads_w, "downloads")):
+                       (self.table_w, "table"), (self.notes_w, "notes"), (self.downloads_w, "downloads"),
+                       (self.legend_w, "legend")):
             w.add_class("sjl-" + cls)
         self._regrouping = False
         self.on_group = None            # called after the group on show changes
         self.group_w.observe(lambda _c: None if self._regrouping else self._group_changed(), names="value")
         self.variants_w.observe(lambda _c: self.redraw(), names="value")
-        super().__init__([self.group_w, self.variants_w, self.plot_w, self.table_w, self.notes_w],
-                         layout=W.Layout(flex="1 1 0%", min_width="0", padding="0 0 0 12px"))
+        super().__init__([self.group_w, self.variants_w, self.plot_w, self.legend_w, self.table_w, self.notes_w],
+                         layout=W.Layout(width="100%", min_width="0"))
 
     def _group_changed(self):
         self.redraw()
@@ -277,8 +279,15 @@ class ResultsView(W.VBox):
                                       "times only, no speedup plot.</div>" + self.table_w.value)
             return
         self.figure, self.png = figure_png(recs, self.meta, self.environment)
+        self.legend_w.value = "<ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in self.legend()) + "</ul>"
         self.plot_w.value = self.png
         self.plot_w.layout.display = "block"
+
+    def legend(self) -> List[str]:
+        """The words of the plot's legend, one entry per line drawn."""
+        if self.figure is None or not self.figure.axes or self.figure.axes[0].get_legend() is None:
+            return []
+        return [t.get_text().replace("\n", " ") for t in self.figure.axes[0].get_legend().get_texts()]
 
     def downloads(self, stem: str, makers) -> None:
         """Links that download what ``makers`` (label, mime, ext, thunk) make, in the page."""
