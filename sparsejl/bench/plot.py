@@ -90,7 +90,8 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
         drawn += 1
         be = None if dense else curves.break_even(pts)
         if be is not None:
-            ax.plot([be], [1.0], marker="X", markersize=11, color=colour, markeredgecolor="black", zorder=5)
+            ax.plot([be], [1.0], marker="X", markersize=11, color=colour, markeredgecolor="black", zorder=5,
+                    linestyle="none")
             ax.axvline(be, color=colour, linestyle=":", linewidth=1)
     for d, why in curves.noisy_baseline(records).items():
         ax.axvspan(d / 1.08, d * 1.08, color="#f0c000", alpha=0.25, zorder=0)
