@@ -151,7 +151,12 @@ def table_html(recs: Sequence[dict], environment: Optional[dict] = None, meta: O
     claims = []
     for key in keys:
         mine = [r for r in recs if line_key(r) == key]
-        text = "baseline" if R.is_baseline(mine[0]) else curves.describe(curves.points(mine), R.is_dense(mine[0]))
+        if R.is_baseline(mine[0]):
+            text = "baseline"
+        elif not curves.points(mine) and all(r.get("status") != "ok" for r in mine):
+            text = "not measured: " + ", ".join(sorted({str(r.get("status")) for r in mine}))
+        else:
+            text = curves.describe(curves.points(mine), R.is_dense(mine[0]))
         claims.append(f"<td colspan=2>{html.escape(text)}</td>")
     rows.append(f"<tr class='sjl-claims' style='border-top:2px solid #888'><td><b>break-even</b></td>"
                 f"{'<td></td>' if has_mem else ''}{''.join(claims)}</tr>")
