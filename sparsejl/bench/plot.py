@@ -43,14 +43,17 @@ def _lines(recs) -> "OrderedDict[str, List[dict]]":
 
 def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=None,
                    backends: Optional[Sequence[str]] = None, baseline: Optional[str] = None,
-                   stamp: Optional[str] = None, figsize=(12, 5.2)):
+                   stamp: Optional[str] = None, figsize=(12, 5.2), legend: str = "right",
+                   footnote: bool = True):
     """Plot speedup over dense (log scale) against density for every line in ``records``, with
     the interquartile range of each point as an error bar.
 
     Lines that did not run (missing, error, skipped) are listed beside the plot, not drawn.
     Densities whose baseline is noisy (:func:`sparsejl.bench.curves.noisy_baseline`) are shaded.
     ``baseline`` names the dense baseline (default: the one the records name); ``stamp`` (the
-    machine and date, say) is printed in the corner. Returns the Figure (``ax.figure`` when an
+    machine and date, say) is printed above the axes. ``legend="below"`` puts the legend under the
+    axes (a narrow figure: the explorer's); ``footnote=False`` leaves out the key and the list of
+    lines not drawn (the explorer shows them beside the image). Returns the Figure (``ax.figure`` when an
     Axes is given); without ``ax`` it is made without pyplot, so matplotlib's backend is left as
     it is.
     """
@@ -105,7 +108,8 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
         ax.set_xticklabels([f"{d:g}" for d in densities], rotation=30 if len(densities) > 6 else 0)
     ax.grid(True, which="both", alpha=0.3)
     if records:
-        ax.set_title(title or group_title(records[0]), fontsize=10)
+        ax.set_title(title or group_title(records[0]), fontsize=10, pad=14 if stamp else 6)
+    if records and footnote:
         absent = sorted({f"{line_key(r)} ({r['status']}: {str(r.get('reason') or '')[:60]})" for r in records
                          if r["status"] not in ("ok", "stopped") and line_key(r) not in
                          [k for k, v in lines.items() if curves.points(v)] and not _records.is_baseline(r)})
@@ -116,8 +120,11 @@ def speedup_figure(records: Sequence[dict], *, title: Optional[str] = None, ax=N
             foot += "\nnot drawn:\n  " + "\n  ".join(absent)
         ax.text(1.02, 0.0, foot, transform=ax.transAxes, fontsize=7, va="bottom", ha="left")
     if stamp:
-        fig.text(0.005, 0.005, stamp, fontsize=7, color="#555", va="bottom", ha="left")
-    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.text(0.0, 1.01, stamp, transform=ax.transAxes, fontsize=7, color="#555", va="bottom", ha="left")
+    if legend == "below":
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), borderaxespad=0, ncol=2)
+    else:
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 

@@ -72,16 +72,16 @@ def title(recs: Sequence[dict]) -> str:
     return R.group_title(r)
 
 
-def figure_png(recs: Sequence[dict], meta: dict, environment: dict, figsize=(9.0, 4.6)) -> Tuple[object, bytes]:
-    """The figure of one group and its PNG (with the machine and date printed on it)."""
+def figure_png(recs: Sequence[dict], meta: dict, environment: dict, figsize=(7.4, 4.0)) -> Tuple[object, bytes]:
+    """The figure of one group and its PNG (with the machine and date printed on it); narrow, the
+    legend under the axes, so that it reads at the width of the results column."""
     from ..bench import plot
     from matplotlib.figure import Figure
     fig = Figure(figsize=figsize)
-    fig.subplots_adjust(left=0.08, right=0.6, top=0.92, bottom=0.14)
     base = next((r["backend"] for r in recs if R.is_baseline(r)), None)
     baseline = (meta or {}).get("baseline") or R.BASELINES.get(base or "dense", base)
     plot.speedup_figure(recs, title=title(recs), ax=fig.add_subplot(), baseline=f"dense ({baseline})",
-                        stamp=stamp(environment))
+                        stamp=stamp(environment), legend="below", footnote=False)
     _log_density_axis(fig, recs)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
@@ -205,11 +205,14 @@ class ResultsView(W.VBox):
                                   layout=W.Layout(width="98%", display="none"))
         self.variants_w = W.Checkbox(value=False, indent=False, description="show tuning variants (backend[config])",
                                      layout=W.Layout(display="none"))
-        self.plot_w = W.Image(format="png", layout=W.Layout(width="100%", max_width="900px", display="none"))
+        self.plot_w = W.Image(format="png", layout=W.Layout(width="100%", max_width="760px", display="none"))
         self.table_w = W.HTML("<i>No results yet: press Run, or load a report.</i>",
                               layout=W.Layout(width="100%", max_width="100%", overflow="auto"))
         self.notes_w = W.HTML("")
         self.legend_w = W.HTML("", layout=W.Layout(display="none"))   # the legend's words: the image's text
+        self.key_w = W.HTML("<div style='font-size:80%;color:#555'>✕ break-even (faster than dense below it); "
+                            "bars: interquartile range; shaded: noisy baseline at that density; "
+                            "[n thr]: threads</div>", layout=W.Layout(display="none"))
         self.downloads_w = W.HTML("")
         for w, cls in ((self.group_w, "group"), (self.variants_w, "variants"), (self.plot_w, "plot"),
                        (self.table_w, "table"), (self.notes_w, "notes"), (self.downloads_w, "downloads"),
@@ -219,7 +222,8 @@ class ResultsView(W.VBox):
         self.on_group = None            # called after the group on show changes
         self.group_w.observe(lambda _c: None if self._regrouping else self._group_changed(), names="value")
         self.variants_w.observe(lambda _c: self.redraw(), names="value")
-        super().__init__([self.group_w, self.variants_w, self.plot_w, self.legend_w, self.table_w, self.notes_w],
+        super().__init__([self.group_w, self.variants_w, self.plot_w, self.key_w, self.legend_w, self.table_w,
+                          self.notes_w],
                          layout=W.Layout(width="100%", min_width="0"))
 
     def _group_changed(self):
@@ -271,14 +275,14 @@ class ResultsView(W.VBox):
         recs = self.shown_records()
         if not recs:
             self.figure, self.png = None, b""
-            self.plot_w.layout.display = "none"
+            self.plot_w.layout.display = self.key_w.layout.display = "none"
             self.notes_w.value = ""
             return
         self.table_w.value = table_html(recs, self.environment, self.meta)
         self.notes_w.value = notes_html(recs)
         if not _plottable(recs):
             self.figure, self.png = None, b""
-            self.plot_w.layout.display = "none"
+            self.plot_w.layout.display = self.key_w.layout.display = "none"
             if any(r.get("status") == "ok" for r in recs):
                 self.table_w.value = ("<div style='color:#555'>No dense baseline was measured for this group: "
                                       "times only, no speedup plot.</div>" + self.table_w.value)
@@ -287,6 +291,7 @@ class ResultsView(W.VBox):
         self.legend_w.value = "<ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in self.legend()) + "</ul>"
         self.plot_w.value = self.png
         self.plot_w.layout.display = "block"
+        self.key_w.layout.display = "flex"
 
     def legend(self) -> List[str]:
         """The words of the plot's legend, one entry per line drawn."""
