@@ -316,4 +316,4 @@ def test_speedup_figure_ticks_markers_and_stamp():
     colours = [l.get_color() for l in lines]
     assert markers[0] == markers[9] and markers[10] != markers[0]        # colours repeat from the 11th
     assert colours[10] == colours[0]
-    assert any("Test CPU, 2 cores" in t.get_text() for t in fig.texts)
+    assert any("Test CPU, 2 cores" in t.get_text() for t in fig.texts + ax.texts)
