@@ -122,7 +122,8 @@ def table_html(recs: Sequence[dict], environment: Optional[dict] = None, meta: O
     dens = sorted({float(r["density"]) for r in recs})
     by = {(float(r["density"]), line_key(r)): r for r in recs}
     noisy = curves.noisy_baseline(recs)
-    has_mem = any(r.get("nnz") for r in recs)
+    # weight memory: of one run's pattern (overlaid runs may differ in pattern: left out)
+    has_mem = any(r.get("nnz") for r in recs) and len({r.get("source") for r in recs}) == 1
     th = "".join(f"<th colspan=2>{html.escape(k)}</th>" for k in keys)
     sub = "".join("<th>median</th><th>speedup</th>" for _ in keys)
     rows = []
