@@ -389,8 +389,8 @@ end
         @test close(permutedims(reshape(dat, n, m)), Float64.(Matrix(A)) * Float64.(Matrix(B)), T)
         C = spgemm(A, B)
         @test C.data == dat && C.indices == ind
-        lock(SparseJL.SCRATCH_LOCK)                   # scratch taken: a fresh buffer, same result
-        C = try spgemm(A, B) finally unlock(SparseJL.SCRATCH_LOCK) end
+        lock(SparseJL.SCRATCH[SparseJL.SCRATCH_B].lock)   # scratch taken: a fresh buffer, same result
+        C = try spgemm(A, B) finally unlock(SparseJL.SCRATCH[SparseJL.SCRATCH_B].lock) end
         @test C.data == dat
     end
     # an indptr claiming full rows where one row of A*B is not full
