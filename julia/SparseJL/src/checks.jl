@@ -79,6 +79,7 @@ Whether `0 <= v[p] < bound` for `p in 1:len`: a vectorised scan, split over Juli
 one column of B, a serial scan of the indices took a third of the product's time).
 """
 function all_below(v::AbstractVector, len::Int, bound::Integer)
+    (nthreads() == 1 || len < SERIAL_WORK[]) && return all_below(v, 1:len, bound)
     ok = Threads.Atomic{Bool}(true)
     foreach_rowchunk(identity, len, len) do lo, hi
         all_below(v, lo:hi, bound) || (ok[] = false)

@@ -241,8 +241,9 @@ end
 
 SparseArrays.SparseMatrixCSC(A::BSRMatrix{Tv,Ti}) where {Tv,Ti} = SparseMatrixCSC{Tv,Ti}(A)
 SparseArrays.SparseMatrixCSC{Tv}(A::BSRMatrix{<:Any,Ti}) where {Tv,Ti} = SparseMatrixCSC{Tv,Ti}(A)
+"The nonzero entries of `A`'s blocks, as `sparse(Matrix(A))` holds them (block padding is not stored)."
 SparseArrays.SparseMatrixCSC{Tv,Ti}(A::BSRMatrix) where {Tv,Ti<:Integer} =
-    SparseMatrixCSC{Tv,Ti}(CSRMatrix{Tv,Ti}(A))
+    dropzeros!(SparseMatrixCSC{Tv,Ti}(CSRMatrix{Tv,Ti}(A)))
 
 SparseArrays.sparse(A::Union{CSRMatrix,BSRMatrix}) = SparseMatrixCSC(A)
 
@@ -270,3 +271,7 @@ end
 
 Base.Matrix(A::Union{CSRMatrix{Tv},BSRMatrix{Tv}}) where {Tv} = Matrix{Tv}(A)
 Base.Array(A::Union{CSRMatrix,BSRMatrix}) = Matrix(A)
+
+# convert(CSRMatrix, X), convert(CSRMatrix{Float32}, X), ...; BSR keeps the block size of a BSR X.
+Base.convert(::Type{T}, X::AbstractMatrix) where {T<:CSRMatrix} = X isa T ? X : T(X)
+Base.convert(::Type{T}, X::BSRMatrix) where {T<:BSRMatrix} = X isa T ? X : T(X, blocksize(X))

@@ -139,7 +139,7 @@ function LinearAlgebra.mul!(y::StridedVector, At::TransposedSparse, x::StridedVe
     else
         with_scratch(SCRATCH_C, eltype(y), (1, length(y))) do t
             unchecked_spmm_t_rowmajor!(t, parent(At), transpose(x), value_op(At))
-            combine!(y, transpose(t), α, β)
+            combine!(y, view(t, 1, :), α, β)
         end
     end
     return y

@@ -718,3 +718,10 @@ end
         end
     end
 end
+
+# CSRMatrix and BSRMatrix as Julia matrices (the Julia-facing API)
+@testset "Julia-facing API" begin
+    include("matrix_interface.jl")
+    include("sparsearrays_user.jl")
+    include("subprocess.jl")
+end

@@ -1,0 +1,104 @@
+# SparseJL against SparseArrays, side by side in one Julia session, as a Julia user calls them:
+# mul! (CSR, BSR 32×32 blocks) at densities 0.10 and 0.25 with 128 and 1 columns of B
+# (3072×768 × 768×n, Float32), SpGEMM with and without the conversion from SparseMatrixCSC,
+# and each conversion against the product it enables. Every result is checked against
+# SparseArrays before it is timed; then one warm-up, then the median of `SAMPLES` samples
+# (a sample repeats a fast call until it lasts ≥ 2 ms).
+# Run (2 threads): JULIA_NUM_THREADS=2 julia --project=julia/SparseJL \
+#     julia/SparseJL/bench/sparsearrays_side_by_side.jl OUT.json  [cases: mul spgemm convert]
+using SparseJL, SparseArrays, LinearAlgebra, Random, Statistics, Dates
+
+const SAMPLES = 7
+const M, K = 3072, 768
+const B32 = 32
+
+"Median seconds per call of `f()` (after one warm-up call)."
+function timed(f)
+    f()
+    reps = 1
+    while (t = @elapsed for _ in 1:reps; f(); end) < 2e-3
+        reps *= 2
+    end
+    return median([(@elapsed for _ in 1:reps; f(); end) / reps for _ in 1:SAMPLES])
+end
+
+"A seeded M×K Float32 pattern of b×b blocks kept with probability `density` (b = 1: unstructured)."
+function pattern(density, b; seed=1)
+    rng = MersenneTwister(seed)
+    mask = sprand(rng, M ÷ b, K ÷ b, density)
+    S = kron(mask .!= 0, sparse(ones(Bool, b, b)))
+    I, J, _ = findnz(S)
+    return sparse(I, J, Float32.(rand(rng, length(I)) .+ 0.5f0), M, K)
+end
+
+records = Any[]
+record!(case, impl, seconds; extra...) =
+    (push!(records, (case=case, impl=impl, ms=1e3 * seconds, extra...));
+     println(rpad(case, 34), rpad(impl, 26), round(1e3 * seconds; digits=3), " ms"); flush(stdout))
+check(x, ref) = isapprox(Matrix(x), Matrix(ref); rtol=1e-4) || error("result differs from SparseArrays")
+
+cases = length(ARGS) > 1 ? ARGS[2:end] : ["mul", "spgemm", "convert"]
+
+if "mul" in cases
+    for density in (0.10, 0.25), n in (128, 1)
+        X = randn(MersenneTwister(2), Float32, K, n)
+        C = zeros(Float32, M, n)
+        for (kind, b) in (("csr", 1), ("bsr32", B32))
+            S = pattern(density, b)
+            A = b == 1 ? CSRMatrix(S) : BSRMatrix(S, b)
+            case = "mul! $kind d=$density n=$n"
+            check(mul!(C, A, X), S * X)
+            record!(case, "SparseArrays", timed(() -> mul!(C, S, X)); nnz=nnz(S))
+            record!(case, "SparseJL", timed(() -> mul!(C, A, X)); nnz=nnz(S))
+            Xt, Ct = permutedims(X), zeros(Float32, n, M)      # NumPy's layout: what Python calls
+            record!(case, "SparseJL rowmajor kernel", timed(() -> SparseJL.spmm_rowmajor!(Ct, A, Xt)))
+            mul!(C, A, X)
+            record!(case, "SparseJL mul! allocs (bytes)", 1e-3 * @allocated mul!(C, A, X))
+        end
+    end
+end
+
+if "spgemm" in cases
+    for density in (0.10, 0.25)
+        S = pattern(density, 1)
+        T = sparse(pattern(density, 1; seed=3)[1:K, :])       # 768×768
+        case = "spgemm 3072x768*768x768 d=$density"
+        A, B = CSRMatrix(S), CSRMatrix(T)
+        check(A * B, S * T)
+        record!(case, "SparseArrays S*T", timed(() -> S * T))
+        record!(case, "SparseJL A*B", timed(() -> A * B))
+        record!(case, "SparseJL incl. conversions", timed(() -> CSRMatrix(S) * CSRMatrix(T)))
+        record!(case, "SparseJL incl. conversions back", timed(() -> sparse(CSRMatrix(S) * CSRMatrix(T))))
+    end
+end
+
+if "convert" in cases
+    density = 0.10
+    X = randn(MersenneTwister(2), Float32, K, 128)
+    C = zeros(Float32, M, 128)
+    for (kind, b) in (("csr", 1), ("bsr32", B32))
+        S = pattern(density, b)
+        A = b == 1 ? CSRMatrix(S) : BSRMatrix(S, b)
+        case = "convert $kind d=$density (vs mul! n=128)"
+        conv = b == 1 ? (() -> CSRMatrix(S)) : (() -> BSRMatrix(S, b))
+        conv() == S || error("conversion differs")
+        record!(case, "from SparseMatrixCSC", timed(conv))
+        record!(case, "back to SparseMatrixCSC", timed(() -> sparse(A)))
+        record!(case, "the product mul!", timed(() -> mul!(C, A, X)))
+    end
+    S = pattern(density, 1)
+    record!("convert csr->bsr32 unstructured d=0.1", "BSRMatrix(S, 32)", timed(() -> BSRMatrix(S, B32)))
+end
+
+env = (julia=string(VERSION), threads=Threads.nthreads(),
+       cpu=Sys.cpu_info()[1].model, cores=Sys.CPU_THREADS, loadavg=Sys.loadavg(),
+       date=string(now(UTC)), host=gethostname())
+if !isempty(ARGS)
+    esc(x) = x isa AbstractString ? repr(x) : x isa Tuple ? "[" * join(esc.(x), ",") * "]" :
+             x isa Number ? string(x) : repr(string(x))
+    obj(nt) = "{" * join(["\"$k\": $(esc(v))" for (k, v) in pairs(nt)], ", ") * "}"
+    open(ARGS[1], "w") do io
+        println(io, "{\"env\": ", obj(env), ",\n \"records\": [")
+        println(io, join(["  " * obj(r) for r in records], ",\n"), "]}")
+    end
+end
