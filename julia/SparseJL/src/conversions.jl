@@ -13,15 +13,15 @@ its own range of input lines, at offsets that follow from all counts.
 function transpose_compressed(::Type{Tv}, ::Type{Ti}, nout::Int, nin::Int, ptr::AbstractVector,
                               idx::AbstractVector, vals::AbstractVector, bin::Int,
                               bout::Int) where {Tv,Ti}
+    throw_problem(compressed_problem(nin, nout, ptr, idx, length(idx); base=bin))
     nz = Int(ptr[nin+1]) - bin
     nchunks = nthreads() > 1 && nz >= SERIAL_WORK[] ? min(nthreads(), max(nin, 1)) : 1
     bounds = partition_rows(r -> Int(ptr[r+1]) - bin + r, nin, nchunks)
     counts = zeros(Int, nout + 1, nchunks)
     foreach_rowchunk(identity, nchunks, nz) do tlo, thi
-        for t in tlo:thi, line in bounds[t]+1:bounds[t+1]
+        @inbounds for t in tlo:thi, line in bounds[t]+1:bounds[t+1]
             for p in Int(ptr[line])-bin+1:Int(ptr[line+1])-bin
-                o = Int(idx[p]) - bin + 1           # checked: a bad index throws BoundsError
-                counts[o+1, t] += 1
+                counts[Int(idx[p])-bin+2, t] += 1
             end
         end
     end
@@ -141,8 +141,7 @@ square_block(bs::Tuple{Integer,Integer}) = bs[1] == bs[2] ? Int(bs[1]) :
 
 BSRMatrix(S::SparseMatrixCSC{Tv,Ti}, b::Integer) where {Tv,Ti} = BSRMatrix{Tv,Ti}(S, b)
 BSRMatrix{Tv}(S::SparseMatrixCSC{<:Any,Ti}, b::Integer) where {Tv,Ti} = BSRMatrix{Tv,Ti}(S, b)
-BSRMatrix{Tv,Ti}(S::SparseMatrixCSC, b::Integer) where {Tv,Ti<:Integer} =
-    (check_block_shape(size(S)..., b); BSRMatrix{Tv,Ti}(CSRMatrix{Tv,Ti}(S), b))
+BSRMatrix{Tv,Ti}(S::SparseMatrixCSC, b::Integer) where {Tv,Ti<:Integer} = csc_to_bsr(Tv, Ti, S, Int(b))
 
 BSRMatrix(A::CSRMatrix{Tv,Ti}, b::Integer) where {Tv,Ti} = BSRMatrix{Tv,Ti}(A, b)
 BSRMatrix{Tv}(A::CSRMatrix{<:Any,Ti}, b::Integer) where {Tv,Ti} = BSRMatrix{Tv,Ti}(A, b)
@@ -167,6 +166,70 @@ BSRMatrix{Tv}(X::AbstractMatrix, bs::Tuple{Integer,Integer}) where {Tv} =
     BSRMatrix{Tv}(X, square_block(bs))
 BSRMatrix{Tv,Ti}(X::AbstractMatrix, bs::Tuple{Integer,Integer}) where {Tv,Ti<:Integer} =
     BSRMatrix{Tv,Ti}(X, square_block(bs))
+
+"""
+Blocks of `S` holding at least one stored entry, sorted by block column in each block row: the
+transpose of the CSC structure at the level of blocks (see `transpose_compressed`), each thread
+counting and then filling the blocks of its own range of block columns.
+"""
+function csc_to_bsr(::Type{Tv}, ::Type{Ti}, S::SparseMatrixCSC, b::Int) where {Tv,Ti}
+    m, n = size(S)
+    check_block_shape(m, n, b)
+    colptr, rowval, nzval = S.colptr, S.rowval, S.nzval
+    throw_problem(compressed_problem(n, m, colptr, rowval, length(rowval); base=1))
+    mb, nb = div(m, b), div(n, b)
+    nz = Int(colptr[n+1]) - 1
+    nchunks = nthreads() > 1 && nz >= SERIAL_WORK[] ? min(nthreads(), max(nb, 1)) : 1
+    bounds = partition_rows(J -> Int(colptr[J*b+1]) - 1 + J, nb, nchunks)
+    counts = zeros(Int, mb + 1, nchunks)           # blocks per block row, then where they go
+    foreach_rowchunk(identity, nchunks, nz) do tlo, thi
+        seen = zeros(Int, mb)
+        @inbounds for t in tlo:thi, J in bounds[t]+1:bounds[t+1]
+            for p in Int(colptr[(J-1)*b+1]):Int(colptr[J*b+1])-1
+                I = (Int(rowval[p]) - 1) ÷ b + 1
+                counts[I+1, t] += seen[I] != J
+                seen[I] = J
+            end
+        end
+    end
+    indptr = Vector{Ti}(undef, mb + 1)
+    at = 0
+    for I in 1:mb
+        indptr[I] = at
+        for t in 1:nchunks
+            c = counts[I+1, t]
+            counts[I+1, t] = at
+            at += c
+        end
+    end
+    indptr[mb+1] = at
+    indices = Vector{Ti}(undef, at)
+    data = Array{Tv,3}(undef, b, b, at)
+    foreach_rowchunk(identity, nchunks, nz + at * b * b) do tlo, thi
+        seen = zeros(Int, mb)
+        slot = zeros(Int, mb)
+        @inbounds for t in tlo:thi, J in bounds[t]+1:bounds[t+1]
+            for j in (J-1)*b+1:J*b
+                c = j - (J - 1) * b
+                for p in Int(colptr[j]):Int(colptr[j+1])-1
+                    I, r = divrem(Int(rowval[p]) - 1, b)
+                    I += 1
+                    if seen[I] != J                       # first entry of block (I, J)
+                        seen[I] = J
+                        k = counts[I+1, t] += 1
+                        slot[I] = k
+                        indices[k] = (J - 1) % Ti
+                        for q in 1:b*b
+                            data[(k-1)*b*b+q] = zero(Tv)
+                        end
+                    end
+                    data[c, r+1, slot[I]] += nzval[p]
+                end
+            end
+        end
+    end
+    return BSRMatrix{Tv,Ti}(m, n, indptr, indices, data; check=false)
+end
 
 """
 Blocks of `A` holding at least one stored entry, sorted by block column in each block row;
