@@ -1,12 +1,13 @@
 # SparseJL against SparseArrays, side by side in one Julia session, as a Julia user calls them:
 # mul! (CSR, BSR 32×32 blocks) at densities 0.10 and 0.25 with 128 and 1 columns of B
-# (3072×768 × 768×n, Float32), SpGEMM with and without the conversion from SparseMatrixCSC,
-# and each conversion against the product it enables. Every result is checked against
+# (3072×768 × 768×n, Float32), the transposed products A'·Y and Z·A, SpGEMM with and without
+# the conversion from SparseMatrixCSC, and each conversion against the product it enables. Every result is checked against
 # SparseArrays before it is timed; then one warm-up, then the median of `SAMPLES` samples
 # (a sample repeats a fast call until it lasts ≥ 2 ms).
 # Run (2 threads): JULIA_NUM_THREADS=2 julia --project=julia/SparseJL \
-#     julia/SparseJL/bench/sparsearrays_side_by_side.jl OUT.json  [cases: mul spgemm convert]
+#     julia/SparseJL/bench/sparsearrays_side_by_side.jl OUT.json  [cases: mul transposed spgemm convert]
 using SparseJL, SparseArrays, LinearAlgebra, Random, Statistics, Dates
+using SparseJL: nnzb
 
 const SAMPLES = 7
 const M, K = 3072, 768
@@ -21,6 +22,9 @@ function timed(f)
     end
     return median([(@elapsed for _ in 1:reps; f(); end) / reps for _ in 1:SAMPLES])
 end
+
+"Bytes allocated by `f()` after a warm-up call."
+allocated(f) = (f(); @allocated f())
 
 "A seeded M×K Float32 pattern of b×b blocks kept with probability `density` (b = 1: unstructured)."
 function pattern(density, b; seed=1)
@@ -37,7 +41,7 @@ record!(case, impl, seconds; extra...) =
      println(rpad(case, 34), rpad(impl, 26), round(1e3 * seconds; digits=3), " ms"); flush(stdout))
 check(x, ref) = isapprox(Matrix(x), Matrix(ref); rtol=1e-4) || error("result differs from SparseArrays")
 
-cases = length(ARGS) > 1 ? ARGS[2:end] : ["mul", "spgemm", "convert"]
+cases = length(ARGS) > 1 ? ARGS[2:end] : ["mul", "transposed", "spgemm", "convert"]
 
 if "mul" in cases
     for density in (0.10, 0.25), n in (128, 1)
@@ -49,11 +53,10 @@ if "mul" in cases
             case = "mul! $kind d=$density n=$n"
             check(mul!(C, A, X), S * X)
             record!(case, "SparseArrays", timed(() -> mul!(C, S, X)); nnz=nnz(S))
-            record!(case, "SparseJL", timed(() -> mul!(C, A, X)); nnz=nnz(S))
+            record!(case, "SparseJL", timed(() -> mul!(C, A, X)); nnz=nnz(S),
+                    bytes_allocated=allocated(() -> mul!(C, A, X)))
             Xt, Ct = permutedims(X), zeros(Float32, n, M)      # NumPy's layout: what Python calls
             record!(case, "SparseJL rowmajor kernel", timed(() -> SparseJL.spmm_rowmajor!(Ct, A, Xt)))
-            mul!(C, A, X)
-            record!(case, "SparseJL mul! allocs (bytes)", 1e-3 * @allocated mul!(C, A, X))
         end
     end
 end
@@ -72,27 +75,66 @@ if "spgemm" in cases
     end
 end
 
+if "transposed" in cases
+    for density in (0.10,), (kind, b) in (("csr", 1), ("bsr32", B32))
+        S = pattern(density, b)
+        A = b == 1 ? CSRMatrix(S) : BSRMatrix(S, b)
+        Y, D = randn(MersenneTwister(4), Float32, M, 128), zeros(Float32, K, 128)
+        case = "mul! $(kind)' d=$density n=128"
+        check(mul!(D, A', Y), S' * Y)
+        record!(case, "SparseArrays", timed(() -> mul!(D, S', Y)))
+        record!(case, "SparseJL", timed(() -> mul!(D, A', Y)))
+        Z, E = randn(MersenneTwister(5), Float32, 128, M), zeros(Float32, 128, K)
+        case = "mul! dense*$kind d=$density n=128"
+        check(mul!(E, Z, A), Z * S)
+        record!(case, "SparseArrays", timed(() -> mul!(E, Z, S)))
+        record!(case, "SparseJL", timed(() -> mul!(E, Z, A)))
+    end
+end
+
 if "convert" in cases
     density = 0.10
     X = randn(MersenneTwister(2), Float32, K, 128)
     C = zeros(Float32, M, 128)
-    for (kind, b) in (("csr", 1), ("bsr32", B32))
-        S = pattern(density, b)
-        A = b == 1 ? CSRMatrix(S) : BSRMatrix(S, b)
-        case = "convert $kind d=$density (vs mul! n=128)"
+    for (kind, b, structured) in (("csr", 1, true), ("bsr32", B32, true), ("bsr32", B32, false))
+        S = pattern(density, structured ? b : 1)
+        case = "convert $kind d=$density$(structured ? "" : " unstructured") vs product n=128"
         conv = b == 1 ? (() -> CSRMatrix(S)) : (() -> BSRMatrix(S, b))
-        conv() == S || error("conversion differs")
-        record!(case, "from SparseMatrixCSC", timed(conv))
+        A = conv()
+        A == S || error("conversion differs")
+        record!(case, "from SparseMatrixCSC", timed(conv); nnzb=b == 1 ? nnz(A) : nnzb(A))
         record!(case, "back to SparseMatrixCSC", timed(() -> sparse(A)))
-        record!(case, "the product mul!", timed(() -> mul!(C, A, X)))
+        record!(case, "product A * X", timed(() -> A * X))
+        record!(case, "product mul!(C, A, X)", timed(() -> mul!(C, A, X)))
     end
-    S = pattern(density, 1)
-    record!("convert csr->bsr32 unstructured d=0.1", "BSRMatrix(S, 32)", timed(() -> BSRMatrix(S, B32)))
 end
 
 env = (julia=string(VERSION), threads=Threads.nthreads(),
        cpu=Sys.cpu_info()[1].model, cores=Sys.CPU_THREADS, loadavg=Sys.loadavg(),
        date=string(now(UTC)), host=gethostname())
+"Markdown tables: one per kind of case (its first word or two), a column per implementation."
+function report(records)
+    lines = String[]
+    sections = unique(join(split(r.case)[1:2], " ") for r in records)
+    for sec in sections
+        rs = filter(r -> join(split(r.case)[1:2], " ") == sec, records)
+        cases, impls = unique(r.case for r in rs), unique(r.impl for r in rs)
+        ratio = startswith(impls[1], "SparseArrays") && length(impls) > 1
+        push!(lines, "", "| $sec | " * join(impls .* " (ms)", " | ") *
+              (ratio ? " | $(impls[1]) / $(impls[2]) |" : " |"))
+        push!(lines, "|" * " --- |"^(length(impls) + 1 + ratio))
+        for c in cases
+            ms = [something(findfirst(r -> r.case == c && r.impl == i, rs), 0) for i in impls]
+            cell(q) = q == 0 ? "" : string(round(rs[q].ms; sigdigits=3))
+            row = "| $c | " * join(cell.(ms), " | ")
+            ratio && all(>(0), ms[1:2]) && (row *= " | $(round(rs[ms[1]].ms / rs[ms[2]].ms; digits=1))×")
+            push!(lines, row * " |")
+        end
+    end
+    return join(lines, "\n")
+end
+println(report(records))
+
 if !isempty(ARGS)
     esc(x) = x isa AbstractString ? repr(x) : x isa Tuple ? "[" * join(esc.(x), ",") * "]" :
              x isa Number ? string(x) : repr(string(x))
@@ -100,5 +142,8 @@ if !isempty(ARGS)
     open(ARGS[1], "w") do io
         println(io, "{\"env\": ", obj(env), ",\n \"records\": [")
         println(io, join(["  " * obj(r) for r in records], ",\n"), "]}")
+    end
+    open(replace(ARGS[1], r"\.json$" => "") * ".md", "w") do io
+        println(io, "# SparseJL against SparseArrays\n\n", obj(env), "\n", report(records))
     end
 end
