@@ -10,18 +10,20 @@ using SparseJL, SparseArrays, LinearAlgebra, Random, Statistics, Dates
 using SparseJL: nnzb
 
 const SAMPLES = 7
-const M, K = 3072, 768
+const M, K = (3072, 768) .÷ parse(Int, get(ENV, "BENCH_SHRINK", "1"))   # >1: a smoke test
 const B32 = 32
 
 "Median seconds per call of `f()` (after one warm-up call)."
 function timed(f)
     f()
     reps = 1
-    while (t = @elapsed for _ in 1:reps; f(); end) < 2e-3
+    while @elapsed(repeat_call(f, reps)) < 2e-3
         reps *= 2
     end
-    return median([(@elapsed for _ in 1:reps; f(); end) / reps for _ in 1:SAMPLES])
+    return median([@elapsed(repeat_call(f, reps)) / reps for _ in 1:SAMPLES])
 end
+
+repeat_call(f, reps) = (for _ in 1:reps; f(); end)
 
 "Bytes allocated by `f()` after a warm-up call."
 allocated(f) = (f(); @allocated f())
