@@ -4,7 +4,8 @@
 # the conversion from SparseMatrixCSC, and each conversion against the product it enables. Every result is checked against
 # SparseArrays before it is timed; then one warm-up, then the median of `SAMPLES` samples
 # (a sample repeats a fast call until it lasts ≥ 2 ms).
-# Run (2 threads): JULIA_NUM_THREADS=2 julia --project=julia/SparseJL \
+# Run (2 threads; writes OUT.json and report.md beside it; gzip the JSON to keep it):
+#   JULIA_NUM_THREADS=2 flock -x /tmp/cpu.lock julia --project=julia/SparseJL \
 #     julia/SparseJL/bench/sparsearrays_side_by_side.jl OUT.json  [cases: mul transposed spgemm convert]
 using SparseJL, SparseArrays, LinearAlgebra, Random, Statistics, Dates
 using SparseJL: nnzb
@@ -145,7 +146,7 @@ if !isempty(ARGS)
         println(io, "{\"env\": ", obj(env), ",\n \"records\": [")
         println(io, join(["  " * obj(r) for r in records], ",\n"), "]}")
     end
-    open(replace(ARGS[1], r"\.json$" => "") * ".md", "w") do io
+    open(joinpath(dirname(abspath(ARGS[1])), "report.md"), "w") do io
         println(io, "# SparseJL against SparseArrays\n\n", obj(env), "\n", report(records))
     end
 end

@@ -178,6 +178,7 @@ function csc_to_bsr(::Type{Tv}, ::Type{Ti}, S::SparseMatrixCSC, b::Int) where {T
     colptr, rowval, nzval = S.colptr, S.rowval, S.nzval
     throw_problem(compressed_problem(n, m, colptr, rowval, length(rowval); base=1))
     mb, nb = div(m, b), div(n, b)
+    bdiv = Base.MultiplicativeInverses.SignedMultiplicativeInverse(b)   # no idiv per entry
     nz = Int(colptr[n+1]) - 1
     nchunks = nthreads() > 1 && nz >= SERIAL_WORK[] ? min(nthreads(), max(nb, 1)) : 1
     bounds = partition_rows(J -> Int(colptr[J*b+1]) - 1 + J, nb, nchunks)
@@ -186,7 +187,7 @@ function csc_to_bsr(::Type{Tv}, ::Type{Ti}, S::SparseMatrixCSC, b::Int) where {T
         seen = zeros(Int, mb)
         @inbounds for t in tlo:thi, J in bounds[t]+1:bounds[t+1]
             for p in Int(colptr[(J-1)*b+1]):Int(colptr[J*b+1])-1
-                I = (Int(rowval[p]) - 1) ÷ b + 1
+                I = div(Int(rowval[p]) - 1, bdiv) + 1
                 counts[I+1, t] += seen[I] != J
                 seen[I] = J
             end
@@ -212,7 +213,9 @@ function csc_to_bsr(::Type{Tv}, ::Type{Ti}, S::SparseMatrixCSC, b::Int) where {T
             for j in (J-1)*b+1:J*b
                 c = j - (J - 1) * b
                 for p in Int(colptr[j]):Int(colptr[j+1])-1
-                    I, r = divrem(Int(rowval[p]) - 1, b)
+                    i0 = Int(rowval[p]) - 1
+                    I = div(i0, bdiv)
+                    r = i0 - I * b
                     I += 1
                     if seen[I] != J                       # first entry of block (I, J)
                         seen[I] = J
@@ -239,6 +242,7 @@ function csr_to_bsr(::Type{Tv}, ::Type{Ti}, A::CSRMatrix, b::Int) where {Tv,Ti}
     m, n = size(A)
     check_block_shape(m, n, b)
     mb, nb = div(m, b), div(n, b)
+    bdiv = Base.MultiplicativeInverses.SignedMultiplicativeInverse(b)   # no idiv per entry
     cumwork = r -> Int(A.indptr[r*b+1]) + r
     indptr = Vector{Ti}(undef, mb + 1)
     foreach_rowchunk(cumwork, mb, nnz(A)) do lo, hi
@@ -246,7 +250,7 @@ function csr_to_bsr(::Type{Tv}, ::Type{Ti}, A::CSRMatrix, b::Int) where {Tv,Ti}
         @inbounds for I in lo:hi
             count = 0
             for p in Int(A.indptr[(I-1)*b+1])+1:Int(A.indptr[I*b+1])
-                J = Int(A.indices[p]) ÷ b + 1
+                J = div(Int(A.indices[p]), bdiv) + 1
                 count += seen[J] != I
                 seen[J] = I
             end
@@ -268,7 +272,7 @@ function csr_to_bsr(::Type{Tv}, ::Type{Ti}, A::CSRMatrix, b::Int) where {Tv,Ti}
             k = k0
             rows = Int(A.indptr[(I-1)*b+1])+1:Int(A.indptr[I*b+1])
             for p in rows
-                J = Int(A.indices[p]) ÷ b + 1
+                J = div(Int(A.indices[p]), bdiv) + 1
                 if seen[J] != I
                     seen[J] = I
                     k += 1
@@ -282,7 +286,8 @@ function csr_to_bsr(::Type{Tv}, ::Type{Ti}, A::CSRMatrix, b::Int) where {Tv,Ti}
             end
             for i in (I-1)*b+1:I*b, p in Int(A.indptr[i])+1:Int(A.indptr[i+1])
                 j = Int(A.indices[p])
-                data[j%b+1, i-(I-1)*b, slot[j÷b+1]] += A.data[p]
+                J = div(j, bdiv)
+                data[j-J*b+1, i-(I-1)*b, slot[J+1]] += A.data[p]
             end
         end
     end
