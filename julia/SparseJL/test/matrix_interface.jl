@@ -245,3 +245,23 @@ end
     @test isempty(amb)
     isempty(amb) || foreach(p -> println(p[1], "\n  ", p[2]), amb)
 end
+
+@testset "element types without SIMD kernels, views and wrappers (generic paths)" begin
+    for T in (Float16, ComplexF32, Int, BigFloat, Rational{Int})
+        S = SparseMatrixCSC{T,Int32}(sparse([1, 2, 4, 4], [1, 3, 2, 4], T[1, 2, 3, 4], 4, 4))
+        for A in (CSRMatrix(S), BSRMatrix(S, 2))
+            X = T[1 2; 3 4; 5 6; 7 8]
+            @test A * X == S * X && A' * X == S' * X && X' * A == X' * S
+            @test A * A == S * S && A[4, 2] == 3
+            @test mul!(zeros(T, 4, 2), A, X, 2, 0) == 2 * S * X
+            @test occursin("[4, 2]", sprint(show, MIME("text/plain"), A))
+        end
+    end
+    S = sprand(8, 6, 0.5)
+    A = CSRMatrix(S)
+    X, Y = rand(10, 6), rand(12, 4)
+    @test A * view(X, 1:6, :) ≈ S * X[1:6, :] && A * view(Y, 1:2:12, [1, 3]) ≈ S * Y[1:2:12, [1, 3]]
+    @test A * view(X, 1:6, 2) ≈ S * X[1:6, 2]
+    M = Symmetric(rand(8, 8))
+    @test M * A ≈ M * S
+end
