@@ -4,8 +4,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export JULIA_NUM_THREADS=${JULIA_NUM_THREADS:-2}
-"${SPARSEJL_JULIA:-julia}" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/runtests.jl
+julia_bin=${SPARSEJL_JULIA:-julia}
+# The Julia suite twice: as is, and through Pkg.test(), which runs it with --check-bounds=yes
+# (pkg_test.jl gives Pkg the empty local registry it needs offline).
+"$julia_bin" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/runtests.jl
 julia_status=$?
+"$julia_bin" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/pkg_test.jl
+[ $? = 0 ] || julia_status=1
 python3 -m pytest "$@"
 pytest_status=$?
 [ "$julia_status" = 0 ] || echo "test.sh: the Julia test suite failed (status $julia_status)"

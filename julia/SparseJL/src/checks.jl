@@ -22,7 +22,8 @@ throw_problem(problem::AbstractString) = throw(ArgumentError(problem))
 """
     compressed_problem(nrows, ncols, indptr, indices, nnz; what="", unit="row", entry="value")
 
-First problem of a compressed (CSR-like) structure with 0-based entries, or `nothing`: `indptr`
+First problem of a compressed (CSR-like) structure with 0-based entries (`base`-based: 1 for
+Julia's CSC), or `nothing`: `indptr`
 must have `nrows+1` entries, start at 0, never decrease and end at most at `nnz`; every used entry
 of `indices` must lie in `0:ncols-1`. Messages name the array and the first bad position, 0-based
 as the caller from Python sees it, in the words of sparsejl's Python checks. `what` prefixes the
@@ -30,7 +31,11 @@ message (e.g. "B: "); `unit` and `entry` name rows and stored entries ("block ro
 """
 function compressed_problem(nrows::Integer, ncols::Integer, indptr::AbstractVector,
                             indices::AbstractVector, nnz::Integer; what::AbstractString="",
-                            unit::AbstractString="row", entry::AbstractString="value")
+                            unit::AbstractString="row", entry::AbstractString="value",
+                            base::Int=0)
+    base == 0 || return compressed_problem(nrows, ncols, OffsetBy(indptr, base),
+                                           OffsetBy(indices, base), nnz; what=what,
+                                           unit=unit, entry=entry)
     @check nrows >= 0 && ncols >= 0 "$(what)shape ($nrows, $ncols) has a negative dimension"
     @check nnz >= 0 "$(what)nnz = $nnz is negative"
     @check(length(indptr) == nrows + 1,
@@ -79,6 +84,7 @@ Whether `0 <= v[p] < bound` for `p in 1:len`: a vectorised scan, split over Juli
 one column of B, a serial scan of the indices took a third of the product's time).
 """
 function all_below(v::AbstractVector, len::Int, bound::Integer)
+    (nthreads() == 1 || len < SERIAL_WORK[]) && return all_below(v, 1:len, bound)
     ok = Threads.Atomic{Bool}(true)
     foreach_rowchunk(identity, len, len) do lo, hi
         all_below(v, lo:hi, bound) || (ok[] = false)
@@ -105,3 +111,12 @@ function all_below(v::AbstractVector, ps::UnitRange{Int}, bound::Integer)
 end
 
 check_compressed(args...; kws...) = throw_problem(compressed_problem(args...; kws...))
+
+"The entries of `v` less `base`: a 1-based structure read as a 0-based one, without a copy."
+struct OffsetBy{T,V<:AbstractVector{T}} <: AbstractVector{T}
+    v::V
+    base::T
+end
+OffsetBy(v::AbstractVector{T}, base::Int) where {T} = OffsetBy{T,typeof(v)}(v, T(base))
+Base.size(o::OffsetBy) = size(o.v)
+Base.@propagate_inbounds Base.getindex(o::OffsetBy, i::Int) = o.v[i] - o.base

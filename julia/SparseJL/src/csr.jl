@@ -3,12 +3,20 @@
 
 """
     CSRMatrix(m, n, indptr, indices, data; check=true)
+    CSRMatrix(S::SparseMatrixCSC), CSRMatrix{Tv}(S), CSRMatrix{Tv,Ti}(S)
+    CSRMatrix(M::AbstractMatrix), CSRMatrix(B::BSRMatrix)
 
-An `m×n` sparse matrix in compressed sparse row form with SciPy's layout: row `i` (0-based) holds
-`data[indptr[i]+1 : indptr[i+1]]` at 0-based columns `indices[...]`. The vectors are used as
-given, not copied. Column indices need not be sorted; duplicates are summed by every operation.
+An `m×n` sparse matrix (an `AbstractSparseMatrix{Tv,Ti}`) in compressed sparse row form with
+SciPy's layout: row `i` (0-based) holds `data[indptr[i]+1 : indptr[i+1]]` at 0-based columns
+`indices[...]`. The vectors are used as given, not copied. Column indices need not be sorted;
+duplicates are summed by every operation.
+
+`check=false` skips the validation at construction (the unsafe fast path for arrays known to be
+valid, such as a product's output). It cannot make a product unsafe: `*`, `mul!`, `spmm` and
+`spgemm` validate the structure again on every call (a cheap vectorised scan), so arrays changed
+in place after construction raise an `ArgumentError`, never an out-of-bounds read.
 """
-struct CSRMatrix{Tv,Ti<:Integer}
+struct CSRMatrix{Tv,Ti<:Integer} <: AbstractSparseMatrix{Tv,Ti}
     m::Int
     n::Int
     indptr::Vector{Ti}
@@ -46,52 +54,6 @@ function format_problem(A::CSRMatrix)
 end
 
 Base.size(A::CSRMatrix) = (A.m, A.n)
-Base.size(A::CSRMatrix, d::Integer) = d == 1 ? A.m : d == 2 ? A.n : 1
-Base.eltype(::Type{<:CSRMatrix{Tv}}) where {Tv} = Tv
+
+"Number of stored entries (duplicates counted), as `nnz` of a `SparseMatrixCSC`."
 SparseArrays.nnz(A::CSRMatrix) = Int(A.indptr[A.m+1])
-
-function Base.show(io::IO, A::CSRMatrix{Tv,Ti}) where {Tv,Ti}
-    print(io, A.m, "×", A.n, " CSRMatrix{", Tv, ",", Ti, "} with ", nnz(A), " stored entries")
-end
-
-# --- conversions -----------------------------------------------------------------------------
-
-CSRMatrix(S::SparseMatrixCSC{Tv,Ti}) where {Tv,Ti} = CSRMatrix{Tv,Ti}(S)
-
-function CSRMatrix{Tv,Ti}(S::SparseMatrixCSC) where {Tv,Ti<:Integer}
-    T = copy(transpose(S))                     # CSC of the transpose is CSR of S
-    indptr = Ti[p - 1 for p in T.colptr]
-    indices = Ti[i - 1 for i in T.rowval]
-    data = Vector{Tv}(T.nzval)
-    return CSRMatrix{Tv,Ti}(size(S, 1), size(S, 2), indptr, indices, data)
-end
-
-CSRMatrix(A::AbstractMatrix{Tv}) where {Tv} = CSRMatrix{Tv,Int}(A)
-CSRMatrix{Tv,Ti}(A::AbstractMatrix) where {Tv,Ti<:Integer} = CSRMatrix{Tv,Ti}(sparse(A))
-CSRMatrix{Tv,Ti}(A::CSRMatrix) where {Tv,Ti<:Integer} =
-    CSRMatrix{Tv,Ti}(A.m, A.n, Vector{Ti}(A.indptr), Vector{Ti}(A.indices), Vector{Tv}(A.data))
-
-"Row and column (1-based) of every stored entry, in storage order."
-function coo_indices(A::CSRMatrix)
-    rows = Vector{Int}(undef, nnz(A))
-    for i in 1:A.m, p in A.indptr[i]+1:A.indptr[i+1]
-        rows[p] = i
-    end
-    cols = Int[A.indices[p] + 1 for p in 1:nnz(A)]
-    return rows, cols
-end
-
-function SparseArrays.SparseMatrixCSC(A::CSRMatrix{Tv,Ti}) where {Tv,Ti}
-    rows, cols = coo_indices(A)
-    return sparse(Vector{Ti}(rows), Vector{Ti}(cols), A.data[1:nnz(A)], A.m, A.n)  # sums duplicates
-end
-SparseArrays.sparse(A::CSRMatrix) = SparseMatrixCSC(A)
-
-function Base.Matrix(A::CSRMatrix{Tv}) where {Tv}
-    M = zeros(Tv, A.m, A.n)
-    for i in 1:A.m, p in A.indptr[i]+1:A.indptr[i+1]
-        M[i, A.indices[p]+1] += A.data[p]
-    end
-    return M
-end
-Base.Array(A::CSRMatrix) = Matrix(A)

@@ -29,7 +29,11 @@ lanes(::Type{T}) where {T} = 64 ÷ sizeof(T)
 end
 
 "Hint the CPU to fetch the cache line at `p` into all cache levels (no fault if invalid)."
-@inline prefetch(p::Ptr) = ccall("llvm.prefetch", llvmcall, Cvoid, (Ptr{Int8}, Int32, Int32, Int32),
-                                  Ptr{Int8}(p), Int32(0), Int32(3), Int32(1))
-@inline prefetch(v::Array, k::Int) = (GC.@preserve v prefetch(pointer(v, k)); nothing)
+@inline prefetch(p::Ptr{Int8}) = ccall("llvm.prefetch", llvmcall, Cvoid, (Ptr{Int8}, Int32, Int32, Int32),
+                                        p, Int32(0), Int32(3), Int32(1))
+# The address is taken as a Ptr{Int8} directly: inference of `pointer(v, k)` for an abstractly
+# typed `v::Array` applies pointer intrinsics to the UnionAll `Ptr`, which Julia 1.5's optimiser
+# reports as an internal error (a page of traceback, though the result is right).
+@inline prefetch(v::Array{T}, k::Int) where {T} =
+    (GC.@preserve v prefetch(ccall(:jl_array_ptr, Ptr{Int8}, (Any,), v) + (k - 1) * sizeof(T)); nothing)
 @inline prefetch(v, k::Int) = nothing

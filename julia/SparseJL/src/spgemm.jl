@@ -615,13 +615,14 @@ result_index_type(::Type{Ti}, nC::Integer, n::Integer) where {Ti} =
     spgemm(A, B) -> C
 
 Sparse product of two `CSRMatrix` (result `CSRMatrix`) or two `BSRMatrix` with the same block size
-(result `BSRMatrix`). Value type `promote_type(eltype(A), eltype(B))`; rows of `C` are sorted.
+(result `BSRMatrix`). Value type that of `A*B` (`promote_op` of `*` and `+`: `Bool` gives `Int`,
+as SparseArrays does); rows of `C` are sorted. Validates both operands (`ArgumentError`).
 """
 function spgemm(A::CSRMatrix{TvA,TiA}, B::CSRMatrix{TvB,TiB}) where {TvA,TiA,TvB,TiB}
     m, k = size(A)
     size(B, 1) == k || throw(DimensionMismatch("A is $m×$k but B is $(size(B, 1))×$(size(B, 2))"))
     n = size(B, 2)
-    Tc = promote_type(TvA, TvB)
+    Tc = Base.promote_op(LinearAlgebra.matprod, TvA, TvB)
     indptrC = Vector{Int64}(undef, m + 1)
     throw_problem(operands_problem(m, k, n, A.indptr, A.indices, A.data, B.indptr, B.indices, B.data))
     room = plan_spgemm!(indptrC, m, n, A.indptr, A.indices, B.indptr, B.indices)
@@ -650,7 +651,7 @@ function spgemm(A::BSRMatrix{TvA,TiA}, B::BSRMatrix{TvB,TiB}) where {TvA,TiA,TvB
     spgemm_symbolic!(indptrC, mb, kb, nb, A.indptr, A.indices, B.indptr, B.indices; unit="block row")
     nC = Int(indptrC[end])
     Ti = result_index_type(promote_type(TiA, TiB), nC, nb)
-    Tc = promote_type(TvA, TvB)
+    Tc = Base.promote_op(LinearAlgebra.matprod, TvA, TvB)
     indicesC, dataC = Vector{Ti}(undef, nC), Array{Tc,3}(undef, b, b, nC)
     bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb, kb, nb,
                         A.indptr, A.indices, A.data, B.indptr, B.indices, B.data)

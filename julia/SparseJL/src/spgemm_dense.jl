@@ -59,6 +59,7 @@ end
 
 "Whether the bitmap `row` has all of its `n` columns set."
 @inline function full_row(row::Vector{UInt64}, nw::Int, n::Int)
+    nw == 0 && return true                     # no columns: every (empty) row is full
     x = typemax(UInt64)
     @inbounds for w in 1:nw-1
         x &= row[w]
@@ -94,7 +95,7 @@ function dense_numeric_pays(indicesC::Vector, dataC::Vector{T}, indptrC, m::Int,
                             indptrA::Vector{Ti}, indicesA::Vector{Ti}, dataA::Vector{T},
                             dataB::Vector{T}, k::Int, flops::Int) where {T<:SIMDFloat,Ti}
     length(dataC) == widemul(m, n) && length(indicesC) == length(dataC) &&
-        widemul(n, k) * sizeof(T) <= SCRATCH_MAX_BYTES &&
+        widemul(n, k) * sizeof(T) <= ALIGNED_MAX_BYTES &&
         dense_b_pays(Int(indptrA[m+1]), n, flops, T) || return false
     return all(i -> indptrC[i+1] - indptrC[i] == n, 1:m)
 end
@@ -122,7 +123,7 @@ function dense_numeric!(indicesC, dataC::Vector{T}, m::Int, n::Int, indptrA::Vec
     firstbad[] == typemax(Int) ||
         return "C: indptr does not match the structure of A*B (first at row $(firstbad[] - 1))"
     A = CSRMatrix{T,Ti}(m, k, indptrA, indicesA, dataA; check=false)
-    with_scratch(T, (n, k)) do Bt
+    with_scratch(SCRATCH_B, T, (n, k)) do Bt
         foreach_rowchunk(r -> widemul(r, n), k, widemul(k, n)) do lo, hi
             @inbounds for j in lo:hi
                 for col in 1:n

@@ -9,11 +9,13 @@
     spmm_rowmajor!(Ct, A::BSRMatrix, Bt) -> Ct
 
 `C = A*B` with `B` (k×n) and `C` (m×n) given as their transposes `Bt` (n×k) and `Ct` (n×m), which
-is how NumPy's row-major arrays look from Julia. Every element of `Ct` is written.
+is how NumPy's row-major arrays look from Julia. Every element of `Ct` is written. Validates the
+structure of `A` first (`ArgumentError`), as every product does.
 """
 function spmm_rowmajor!(Ct::AbstractMatrix, A::Union{CSRMatrix,BSRMatrix}, Bt::AbstractMatrix)
     problem = spmm_problem(Ct, A, Bt)
     problem === nothing || throw(DimensionMismatch(problem))
+    check_format(A)
     return unchecked_spmm_rowmajor!(Ct, A, Bt)
 end
 
@@ -27,69 +29,41 @@ function spmm_problem(Ct::AbstractMatrix, A, Bt::AbstractMatrix)
     return nothing
 end
 
-# One scratch buffer, kept between calls, for dense operands that a kernel builds itself.
-const SCRATCH = Ref(Vector{UInt8}())
-const SCRATCH_LOCK = ReentrantLock()
-const SCRATCH_MAX_BYTES = 16 << 20
+# The kernels below trust that A passed format_problem and the shapes spmm_problem. Each takes
+# `after(lo, hi)`, called by the thread that computed rows lo:hi of the result right after them,
+# while they are in cache (the column-major products store them there).
+no_after(lo::Int, hi::Int) = nothing
 
-"""
-Call `f(X)` with `X` an uninitialised 64-byte aligned `Matrix{T}` of size `dims`, taken from a
-buffer kept between calls (or freshly allocated while another call holds that buffer).
-"""
-function with_scratch(f::F, ::Type{T}, dims::NTuple{N,Int}) where {F,T,N}
-    bytes = prod(dims) * sizeof(T)
-    if bytes > SCRATCH_MAX_BYTES || islocked(SCRATCH_LOCK) || !trylock(SCRATCH_LOCK)
-        return f(Array{T}(undef, dims))           # (islocked: the lock is reentrant)
-    end
-    try
-        buf = SCRATCH[]
-        if length(buf) < bytes + 64
-            buf = SCRATCH[] = Vector{UInt8}(undef, bytes + 64)
-        end
-        GC.@preserve buf begin
-            p = pointer(buf)
-            p += (64 - UInt(p) % 64) % 64
-            return f(unsafe_wrap(Array, Ptr{T}(p), dims))
-        end
-    finally
-        unlock(SCRATCH_LOCK)
-    end
-end
-
-# NumPy places arrays 16 bytes into a cache line, so every 64-byte vector load of B would span two
-# lines (measured: ~45 % slower). When B's rows are whole lines apart and the product reuses B
-# enough, the kernels read a 64-byte aligned copy instead.
-"Call `f(B)` with `B` a 64-byte aligned copy of `Bt` where that pays off, else `f(Bt)`."
-with_aligned(f::F, Bt::AbstractMatrix, work::Integer) where {F} = f(Bt)
-function with_aligned(f::F, Bt::Matrix{T}, work::Integer) where {F,T<:SIMDFloat}
-    if UInt(pointer(Bt)) % 64 == 0 || (size(Bt, 1) * sizeof(T)) % 64 != 0 ||
-       work < 8 * length(Bt) || sizeof(Bt) > SCRATCH_MAX_BYTES || islocked(SCRATCH_LOCK)
-        return f(Bt)
-    end
-    return with_scratch(T, size(Bt)) do B
-        copyto!(B, Bt)
-        f(B)
-    end
-end
-
-# The kernels below trust that A passed format_problem and the shapes spmm_problem.
-function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
+function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix,
+                                  after::G=no_after) where {G}
     n = size(Bt, 1)
-    n == 1 && return csr_spmm_aligned!(Ct, A, Bt)
-    return with_aligned(B -> csr_spmm_aligned!(Ct, A, B), Bt, widemul(nnz(A), n))
+    n == 1 && return (unchecked_spmv!(Ct, A, Bt, after); Ct)
+    return with_aligned(B -> csr_spmm_aligned!(Ct, A, B, after), Bt, widemul(nnz(A), n))
 end
 
-function csr_spmm_aligned!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix)
-    m = size(A, 1)
+function csr_spmm_aligned!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix,
+                           after::G=no_after) where {G}
     n = size(Bt, 1)
-    cumwork = stored_work(A.indptr)
-    if n == 1
-        foreach_rowchunk((lo, hi) -> csr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, m, nnz(A))
-    else
-        foreach_rowchunk((lo, hi) -> csr_spmm_rows!(Ct, A, Bt, lo, hi), cumwork, m,
-                         widemul(nnz(A), n))
+    n == 1 && return (unchecked_spmv!(Ct, A, Bt, after); Ct)
+    foreach_rowchunk(stored_work(A.indptr), size(A, 1), widemul(nnz(A), n)) do lo, hi
+        csr_spmm_rows!(Ct, A, Bt, lo, hi)
+        after(lo, hi)
     end
     return Ct
+end
+
+"""
+    unchecked_spmv!(y, A, x, after=no_after)
+
+`y = A*x` for `A` a `CSRMatrix` or `BSRMatrix` (validated), where `y` and `x` are indexed
+linearly: vectors, `m×1` and `k×1` matrices, or the `1×m` and `1×k` row-major views alike.
+"""
+function unchecked_spmv!(y::AbstractArray, A::CSRMatrix, x::AbstractArray, after::G=no_after) where {G}
+    foreach_rowchunk(stored_work(A.indptr), size(A, 1), nnz(A)) do lo, hi
+        csr_spmv_rows!(y, A, x, lo, hi)
+        after(lo, hi)
+    end
+    return y
 end
 
 csr_spmm_rows!(Ct::AbstractMatrix, A::CSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int) =
@@ -147,13 +121,12 @@ end
 # 15 % faster at 180 MB.
 const SPMV_GATHER_BYTES = Ref(24 << 20)
 
-function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
+function csr_spmv_rows!(y::AbstractArray{Tc}, A::CSRMatrix, x::AbstractArray,
                         lo::Int, hi::Int) where {Tc}
     if sizeof(A.indices) + sizeof(A.data) > SPMV_GATHER_BYTES[]
-        return csr_spmv_rows_simd!(Ct, A, Bt, lo, hi)
+        return csr_spmv_rows_simd!(y, A, x, lo, hi)
     end
     indptr, indices, data = A.indptr, A.indices, A.data
-    x = vec(Bt)
     @inbounds for i in lo:hi
         s1 = s2 = s3 = s4 = zero(Tc)
         p, pe = Int(indptr[i]) + 1, Int(indptr[i+1])
@@ -168,20 +141,20 @@ function csr_spmv_rows!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix
             s1 = muladd(convert(Tc, data[p]), convert(Tc, x[Int(indices[p])+1]), s1)
             p += 1
         end
-        Ct[i] = (s1 + s2) + (s3 + s4)
+        y[i] = (s1 + s2) + (s3 + s4)
     end
     return nothing
 end
 
-function csr_spmv_rows_simd!(Ct::AbstractMatrix{Tc}, A::CSRMatrix, Bt::AbstractMatrix,
+function csr_spmv_rows_simd!(y::AbstractArray{Tc}, A::CSRMatrix, x::AbstractArray,
                              lo::Int, hi::Int) where {Tc}
     indptr, indices, data = A.indptr, A.indices, A.data
     @inbounds for i in lo:hi
         s = zero(Tc)
         @simd for p in Int(indptr[i])+1:Int(indptr[i+1])
-            s += convert(Tc, data[p]) * convert(Tc, Bt[1, Int(indices[p])+1])
+            s += convert(Tc, data[p]) * convert(Tc, x[Int(indices[p])+1])
         end
-        Ct[1, i] = s
+        y[i] = s
     end
     return nothing
 end
@@ -235,32 +208,41 @@ end
 tile_rows(::Type{T}) where {T} = max(1, 128 ÷ max(sizeof(T), 1))
 const TILE_COLS = 4
 
-function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
+function unchecked_spmm_rowmajor!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix,
+                                  after::G=no_after) where {G}
     n = size(Bt, 1)
-    n == 1 && return bsr_spmm_aligned!(Ct, A, Bt)
+    n == 1 && return (unchecked_spmv!(Ct, A, Bt, after); Ct)
     b = blocksize(A)
-    return with_aligned(B -> bsr_spmm_aligned!(Ct, A, B), Bt, widemul(nnzb(A) * b * b, n))
+    return with_aligned(B -> bsr_spmm_aligned!(Ct, A, B, after), Bt, widemul(nnzb(A) * b * b, n))
 end
 
-function bsr_spmm_aligned!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix)
-    n = size(Bt, 1)
+bsr_cumwork(A::BSRMatrix) = (indptr = A.indptr; b = blocksize(A); r -> Int(@inbounds indptr[r+1]) * b + r)
+
+function unchecked_spmv!(y::AbstractArray, A::BSRMatrix, x::AbstractArray, after::G=no_after) where {G}
     b = blocksize(A)
-    indptr = A.indptr
-    cumwork = r -> Int(@inbounds indptr[r+1]) * b + r
-    work = widemul(nnzb(A) * b * b, n)
-    if n == 1
-        foreach_rowchunk((lo, hi) -> bsr_spmv_rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
-        return Ct
+    foreach_rowchunk(bsr_cumwork(A), A.mb, nnz(A)) do lo, hi
+        bsr_spmv_rows!(y, A, x, lo, hi)
+        after((lo - 1) * b + 1, hi * b)
     end
+    return y
+end
+
+function bsr_spmm_aligned!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix,
+                           after::G=no_after) where {G}
+    n = size(Bt, 1)
     rows! = bsr_rows_kernel(Ct, A, Bt)           # one dynamic dispatch per call, not per tile
-    foreach_rowchunk((lo, hi) -> rows!(Ct, A, Bt, lo, hi), cumwork, A.mb, work)
+    b = blocksize(A)
+    foreach_rowchunk(bsr_cumwork(A), A.mb, widemul(nnz(A), n)) do lo, hi
+        rows!(Ct, A, Bt, lo, hi)
+        after((lo - 1) * b + 1, hi * b)
+    end
     return Ct
 end
 
 # n = 1: each output entry is a sum of dot products of a stored block column (contiguous, as
 # blocks are stored transposed) with a stretch of x. The SIMD kernel keeps four rows' partial
 # sums in vector registers across every block of the block row and reduces them once at its end.
-function bsr_spmv_rows!(Ct::Matrix{T}, A::BSRMatrix{T}, Bt::Matrix{T}, lo::Int, hi::Int) where {T<:SIMDFloat}
+function bsr_spmv_rows!(Ct::Array{T}, A::BSRMatrix{T}, Bt::Array{T}, lo::Int, hi::Int) where {T<:SIMDFloat}
     b, W, s = blocksize(A), lanes(T), sizeof(T)
     (b % W == 0 && b % 4 == 0) || return bsr_spmv_rows_any!(Ct, A, Bt, lo, hi)
     indptr, indices = A.indptr, A.indices
@@ -291,10 +273,10 @@ function bsr_spmv_rows!(Ct::Matrix{T}, A::BSRMatrix{T}, Bt::Matrix{T}, lo::Int, 
     end
     return nothing
 end
-bsr_spmv_rows!(Ct::AbstractMatrix, A::BSRMatrix, Bt::AbstractMatrix, lo::Int, hi::Int) =
+bsr_spmv_rows!(Ct::AbstractArray, A::BSRMatrix, Bt::AbstractArray, lo::Int, hi::Int) =
     bsr_spmv_rows_any!(Ct, A, Bt, lo, hi)
 
-function bsr_spmv_rows_any!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
+function bsr_spmv_rows_any!(Ct::AbstractArray{Tc}, A::BSRMatrix, Bt::AbstractArray,
                             lo::Int, hi::Int) where {Tc}
     D, indptr, indices = A.data, A.indptr, A.indices
     b = size(D, 1)
@@ -303,10 +285,10 @@ function bsr_spmv_rows_any!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMa
         for k in Int(indptr[I])+1:Int(indptr[I+1])
             co = Int(indices[k]) * b
             @simd for c in 1:b
-                s += convert(Tc, D[c, r, k]) * convert(Tc, Bt[1, co+c])
+                s += convert(Tc, D[c, r, k]) * convert(Tc, Bt[co+c])
             end
         end
-        Ct[1, (I-1)*b+r] = s
+        Ct[(I-1)*b+r] = s
     end
     return nothing
 end
@@ -497,35 +479,3 @@ function bsr_tile_any!(Ct::AbstractMatrix{Tc}, A::BSRMatrix, Bt::AbstractMatrix,
     return nothing
 end
 
-# --- Julia-facing API (ordinary column-major matrices; copies to the row-major layout) ---------
-
-"""
-    spmm(A, B) -> C
-
-`C = A*B` for `A::CSRMatrix` or `A::BSRMatrix` and a dense matrix or vector `B`; the element type
-of `C` is `promote_type(eltype(A), eltype(B))`.
-"""
-function spmm(A::Union{CSRMatrix,BSRMatrix}, B::AbstractMatrix)
-    Tc = promote_type(eltype(A), eltype(B))
-    return spmm!(Matrix{Tc}(undef, size(A, 1), size(B, 2)), A, B)
-end
-
-function spmm(A::Union{CSRMatrix,BSRMatrix}, x::AbstractVector)
-    Tc = promote_type(eltype(A), eltype(x))
-    return vec(spmm!(Matrix{Tc}(undef, size(A, 1), 1), A, reshape(x, length(x), 1)))
-end
-
-"""
-    spmm!(C, A, B) -> C
-
-In-place `C = A*B` for ordinary (column-major) dense `B` and `C`.
-"""
-function spmm!(C::AbstractMatrix, A::Union{CSRMatrix,BSRMatrix}, B::AbstractMatrix)
-    size(B, 1) == size(A, 2) || throw(DimensionMismatch(
-        "A is $(size(A, 1))×$(size(A, 2)) but B has $(size(B, 1)) rows"))
-    size(C) == (size(A, 1), size(B, 2)) || throw(DimensionMismatch(
-        "C is $(size(C, 1))×$(size(C, 2)), expected $(size(A, 1))×$(size(B, 2))"))
-    Ct = Matrix{eltype(C)}(undef, size(C, 2), size(C, 1))
-    spmm_rowmajor!(Ct, A, permutedims(B))
-    return permutedims!(C, Ct, (2, 1))
-end

@@ -389,8 +389,8 @@ end
         @test close(permutedims(reshape(dat, n, m)), Float64.(Matrix(A)) * Float64.(Matrix(B)), T)
         C = spgemm(A, B)
         @test C.data == dat && C.indices == ind
-        lock(SparseJL.SCRATCH_LOCK)                   # scratch taken: a fresh buffer, same result
-        C = try spgemm(A, B) finally unlock(SparseJL.SCRATCH_LOCK) end
+        lock(SparseJL.SCRATCH[SparseJL.SCRATCH_B].lock)   # scratch taken: a fresh buffer, same result
+        C = try spgemm(A, B) finally unlock(SparseJL.SCRATCH[SparseJL.SCRATCH_B].lock) end
         @test C.data == dat
     end
     # an indptr claiming full rows where one row of A*B is not full
@@ -717,4 +717,11 @@ end
             @test kind == :any || (kind == :address) == isaddress
         end
     end
+end
+
+# CSRMatrix and BSRMatrix as Julia matrices (the Julia-facing API)
+@testset "Julia-facing API" begin
+    include("matrix_interface.jl")
+    include("sparsearrays_user.jl")
+    include("subprocess.jl")
 end
