@@ -1,0 +1,110 @@
+"""Clocks for whole models: end-to-end medians, each linear layer's time inside the model, and
+the same layer's time alone, from which the Amdahl breakdown is made.
+
+A layer's time inside the model includes what it loses to the libraries around it (PyTorch's
+threads still spinning when sparsejl's start, and the reverse); its time alone, back to back on
+the input it last saw, does not. Their difference is the time lost to that competition.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def linear_layers(model: nn.Module, types: Sequence[type]) -> Dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if name and isinstance(m, tuple(types))}
+
+
+class LayerClock:
+    """Forward hooks that add up each layer's wall time and keep the input it last saw."""
+
+    def __init__(self, layers: Dict[str, nn.Module]):
+        self.layers = layers
+        self.seconds: Dict[str, float] = {n: 0.0 for n in layers}
+        self.calls: Dict[str, int] = {n: 0 for n in layers}
+        self.last_input: Dict[str, torch.Tensor] = {}
+        self._start: Dict[str, float] = {}
+        self._handles = []
+
+    def __enter__(self):
+        for name, mod in self.layers.items():
+            self._handles.append(mod.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(mod.register_forward_hook(self._post(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _pre(self, name):
+        def hook(module, args):
+            self.last_input[name] = args[0]
+            self._start[name] = time.perf_counter()
+        return hook
+
+    def _post(self, name):
+        def hook(module, args, output):
+            self.seconds[name] += time.perf_counter() - self._start[name]
+            self.calls[name] += 1
+        return hook
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def alone_seconds(layers: Dict[str, nn.Module], inputs: Dict[str, torch.Tensor],
+                  repeats: int = 7) -> Dict[str, float]:
+    """Each layer's median time on its last input, called back to back with nothing between."""
+    out = {}
+    with torch.inference_mode():
+        for name, mod in layers.items():
+            x = inputs[name]
+            out[name] = median_seconds(lambda: mod(x), repeats, warmup=2)
+    return out
+
+
+def breakdown(run: Callable[[], object], layers: Dict[str, nn.Module], units: int,
+              repeats: int = 3) -> Dict[str, object]:
+    """Where the time of `run` goes, per unit (a forward pass, or a generated token).
+
+    One clocked run gives each layer's time inside the model; the layers are then timed alone.
+    ``rest`` is everything outside the linear layers (attention, norms, activations, embeddings,
+    the sampling loop); ``lost`` is the layers' time in the model beyond their time alone.
+    """
+    clock = LayerClock(layers)
+    with clock:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        clocked = (time.perf_counter() - t0) / repeats
+    calls = {n: c / repeats for n, c in clock.calls.items()}
+    in_model = {n: s / repeats for n, s in clock.seconds.items()}
+    alone = alone_seconds(layers, clock.last_input)
+    alone_total = sum(alone[n] * calls[n] for n in layers)
+    linear = sum(in_model.values())
+    return {
+        "clocked_s": clocked / units,
+        "linear_s": linear / units,
+        "linear_alone_s": alone_total / units,
+        "lost_s": max(0.0, linear - alone_total) / units,
+        "rest_s": (clocked - linear) / units,
+        "layers": [{"name": n, "calls": calls[n], "in_model_s": in_model[n] / units,
+                    "alone_s": alone[n] * calls[n] / units} for n in layers],
+    }
