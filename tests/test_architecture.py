@@ -20,6 +20,9 @@ ALLOWED = {
     "backends": ["backends."],
     "ops": ["interop", "formats", "backends"],
     "layer_ops": ["interop", "formats", "backends", "ops"],
+    "torch.ops": ["interop", "layer_ops", "formats"],
+    "torch.linear": ["torch.ops"],
+    "torch": ["torch.linear"],
     "catalogue": [],
     "prune": [],
     "": ["backends", "formats", "ops", "layer_ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
