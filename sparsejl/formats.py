@@ -18,6 +18,8 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
+from . import interop
+
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MAX_BLOCKSIZE = 128
@@ -150,6 +152,11 @@ class CSR(_Compressed):
         return cls(out.data, out.indices.astype(index_dtype, copy=False),
                    out.indptr.astype(index_dtype, copy=False), out.shape)
 
+    @classmethod
+    def from_torch(cls, t) -> "CSR":
+        """A view over a PyTorch sparse CSR tensor's arrays (CPU or CUDA), no copy."""
+        return _from_torch(cls, t)
+
     def to_scipy(self):
         """A SciPy csr_array sharing these arrays (NumPy-held views only)."""
         out = sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
@@ -217,6 +224,11 @@ class BSR(_Compressed):
         return cls(out.data, out.indices.astype(index_dtype, copy=False),
                    out.indptr.astype(index_dtype, copy=False), out.shape, blocksize)
 
+    @classmethod
+    def from_torch(cls, t) -> "BSR":
+        """A view over a PyTorch sparse BSR tensor's arrays (CPU or CUDA), no copy."""
+        return _from_torch(cls, t)
+
     def to_scipy(self):
         """A SciPy bsr_array sharing these arrays (NumPy-held views only)."""
         b = self.blocksize
@@ -231,10 +243,23 @@ class BSR(_Compressed):
                 f"dtype={self.dtype}, index={self.indices.dtype}>")
 
 
+def _from_torch(cls, t):
+    parts = interop.torch_sparse_parts(t)
+    if parts is None or parts[0] != cls.format:
+        raise TypeError(f"expected a PyTorch sparse {cls.format.upper()} tensor, got "
+                        f"{getattr(t, 'layout', type(t).__name__)}")
+    fmt, data, indices, indptr, shape, b = parts
+    return CSR(data, indices, indptr, shape) if fmt == "csr" else BSR(data, indices, indptr, shape, b)
+
+
 def as_view(a) -> CSR | BSR:
-    """sparsejl's view of a sparse operand: own types as they are, SciPy CSR/BSR wrapped in place."""
+    """sparsejl's view of a sparse operand: own types as they are; SciPy and CuPy CSR/BSR and
+    PyTorch sparse CSR/BSR tensors wrapped in place."""
     if isinstance(a, (CSR, BSR)):
         return a
+    parts = interop.torch_sparse_parts(a)
+    if parts is not None:
+        return _from_torch(CSR if parts[0] == "csr" else BSR, a)
     fmt = getattr(a, "format", None)
     if fmt == "csr" and hasattr(a, "indptr"):
         return CSR(a.data, a.indices, a.indptr, a.shape)

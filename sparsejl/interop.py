@@ -80,12 +80,33 @@ def native(x):
     return x, None
 
 
+def torch_sparse_parts(t):
+    """(format, data, indices, indptr, shape, blocksize) of a PyTorch sparse CSR or BSR tensor, as
+    NumPy or CuPy arrays over its memory, or None for anything else."""
+    if not type(t).__module__.startswith("torch"):
+        return None
+    import torch
+    if not isinstance(t, torch.Tensor) or t.layout not in (torch.sparse_csr, torch.sparse_bsr):
+        return None
+    if t.dim() != 2:
+        raise ValueError(f"a sparse matrix has 2 dimensions, got a {t.dim()}-D sparse tensor")
+    data, _ = native(t.values())
+    indices, _ = native(t.col_indices())
+    indptr, _ = native(t.crow_indices())
+    if t.layout == torch.sparse_csr:
+        return "csr", data, indices, indptr, tuple(t.shape), 1
+    b = tuple(t.values().shape[1:])
+    if len(b) != 2 or b[0] != b[1]:
+        raise ValueError(f"sparsejl's BSR uses square blocks, got blocks of shape {b}")
+    return "bsr", data, indices, indptr, tuple(t.shape), b[0]
+
+
 def _from_torch(x):
     import torch
     if not isinstance(x, torch.Tensor):
         return x, None
     if x.layout != torch.strided:
-        raise TypeError(f"a dense tensor is needed here, got layout {x.layout}")
+        raise TypeError(f"a dense tensor is needed here, got layout {x.layout} (sparse tensors go in as A)")
     x = x.detach()
     if x.device.type == "cpu":
         if x.dtype == torch.bfloat16:

@@ -15,13 +15,17 @@ ALLOWED = {
     "runtime": ["julia", "abi"],
     "backends._cuda": [],
     "backends.protocol": [],
-    "formats": ["backends._cuda"],
+    "formats": ["backends._cuda", "interop"],
     "interop": ["backends._cuda"],
     "backends": ["backends."],
     "ops": ["interop", "formats", "backends"],
+    "layer_ops": ["interop", "formats", "backends", "ops"],
+    "torch.ops": ["interop", "layer_ops", "formats"],
+    "torch.linear": ["torch.ops"],
+    "torch": ["torch.linear"],
     "catalogue": [],
     "prune": [],
-    "": ["backends", "formats", "ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
+    "": ["backends", "formats", "ops", "layer_ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
 }
 GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._cusparse",
              "backends._cukernel", "backends._bsr_kernels"]

@@ -705,7 +705,7 @@ end
 @testset "abi.txt and the jobs agree" begin
     ABI = SparseJL.ABI
     @test [t.name for t in ABI.TYPES] == ["Float16", "BFloat16", "Float32", "Float64", "Int32", "Int64"]
-    @test length(ABI.ENTRY_POINTS) == 16
+    @test length(ABI.ENTRY_POINTS) == 22
     for e in ABI.ENTRY_POINTS
         job = CABI.job_function(e.name)
         @test all(m -> m.nargs - 2 == length(e.types), methods(job))
