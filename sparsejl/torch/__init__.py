@@ -2,5 +2,6 @@
 `import sparsejl` alone does not."""
 
 from .linear import BlockSparseLinear
+from .sparsify import Replaced, Rule, SparsifyReport, sparsify
 
-__all__ = ["BlockSparseLinear"]
+__all__ = ["BlockSparseLinear", "Replaced", "Rule", "SparsifyReport", "sparsify"]
