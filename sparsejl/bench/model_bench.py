@@ -109,7 +109,7 @@ def encoder_records(densities: Sequence[float], batches: Sequence[int], tokens: 
         for b in batches:
             st = _timed(sparse, "bert", lambda m, x=inputs[b]: m(**x), 1, repeats, device)
             dt = dense_t[b]
-            records.append(dict(kind="encoder", model="all-MiniLM-L6-v2", device=device,
+            records.append(dict(kind="encoder", model="minilm-l6", device=device,
                                 dtype=str(dtype).replace("torch.", ""), density=d, blocksize=blocksize,
                                 batch=b, tokens=tokens, check_error=err,
                                 cosine_mean=float(cos.mean()), cosine_min=float(cos.min()),

@@ -75,12 +75,12 @@ def _llama(hidden: int, inter: int, layers: int, heads: int, kv_heads: int, voca
     return build
 
 
-# name -> (family, builder). GPT-2 small/medium: OpenAI's configs; llama-1b: Llama 3.2 1B's
+# name -> (family, builder). GPT-2 small/medium: OpenAI's configs; llama-3.2-1b: Llama 3.2 1B's
 # (hidden 2048, FFN 8192, 16 layers, 32 heads, 8 KV heads, 128256 tokens), about 1.2 B parameters.
 DECODERS: Dict[str, tuple] = {
     "gpt2": ("gpt2", _gpt2(768, 12, 12)),
     "gpt2-medium": ("gpt2", _gpt2(1024, 24, 16)),
-    "llama-1b": ("llama", _llama(2048, 8192, 16, 32, 8, 128256)),
+    "llama-3.2-1b": ("llama", _llama(2048, 8192, 16, 32, 8, 128256)),
     "gpt2-tiny": ("gpt2", _gpt2(128, 2, 2)),
     "llama-tiny": ("llama", _llama(128, 256, 2, 4, 2, 1000)),
 }
