@@ -22,7 +22,8 @@ ALLOWED = {
     "layer_ops": ["interop", "formats", "backends", "ops"],
     "torch.ops": ["interop", "layer_ops", "formats"],
     "torch.linear": ["torch.ops"],
-    "torch": ["torch.linear"],
+    "torch.sparsify": ["torch"],
+    "torch": ["torch.linear", "torch.sparsify"],
     "catalogue": [],
     "prune": [],
     "": ["backends", "formats", "ops", "layer_ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
