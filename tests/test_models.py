@@ -33,8 +33,10 @@ def test_minilm_pruned_embeddings_follow_density():
 
 @pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
 def test_decoder_tokens_equal_masked_dense(name):
-    recs = model_bench.decoder_records([name], density=0.5, blocksize=32, new_tokens=12, repeats=1)
+    recs = model_bench.decoder_records([name], density=0.5, blocksize=32, new_tokens=12, repeats=1,
+                                       prefill_tokens=40)
     (r,) = recs
+    assert r["prefill"]["check_error"] < 1e-4 and r["prefill"]["tokens"] == 40
     assert r["tokens_equal"] == r["tokens_compared"] == 12
     assert r["layers_replaced"] > 0 and r["mib_sparse"] < r["mib_dense"]
     for side in ("dense", "sparse"):

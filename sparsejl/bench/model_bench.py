@@ -120,9 +120,27 @@ def encoder_records(densities: Sequence[float], batches: Sequence[int], tokens: 
     return records
 
 
+def _prefill(dense, sparse, masked, family, tokens: int, repeats: int, device: str) -> dict:
+    """One forward pass over a prompt of `tokens` tokens (no cache), dense against sparse; the
+    sparse logits checked against the masked dense model's first."""
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, dense.config.vocab_size, (1, tokens), generator=g).to(device)
+    run = lambda m: m(ids, use_cache=False).logits
+    with torch.inference_mode():
+        got, want = run(sparse).float(), run(masked).float()
+    err = float((got - want).abs().max() / want.abs().max())
+    if not err < (1e-4 if got.dtype == torch.float32 and next(dense.parameters()).dtype == torch.float32 else 2e-2):
+        raise AssertionError(f"prefill of {tokens} tokens: sparse and masked dense logits differ by {err:.1e}")
+    dt = _timed(dense, family, run, 1, repeats, device)
+    st = _timed(sparse, family, run, 1, repeats, device)
+    return dict(tokens=tokens, check_error=err, dense=dt, sparse=st, speedup=dt["seconds"] / st["seconds"],
+                predicted=dt["seconds"] / (dt["rest_s"] + st["linear_alone_s"]))
+
+
 def decoder_records(names: Sequence[str], density: float, blocksize: int, new_tokens: int,
                     repeats: int, prompt_tokens: int = 8, device: str = "cpu",
-                    dtype=torch.float32) -> List[dict]:
+                    dtype=torch.float32, prefill_tokens: int = 0) -> List[dict]:
+    """Greedy decoding per model (and, with `prefill_tokens`, one prompt pass of that length)."""
     records = []
     for name in names:
         family, dense = models.decoder(name)
@@ -152,6 +170,8 @@ def decoder_records(names: Sequence[str], density: float, blocksize: int, new_to
                             dense_tokens_per_s=1 / dt["seconds"], sparse_tokens_per_s=1 / st["seconds"],
                             speedup=dt["seconds"] / st["seconds"],
                             predicted=dt["seconds"] / (dt["rest_s"] + st["linear_alone_s"])))
+        if prefill_tokens:
+            records[-1]["prefill"] = _prefill(dense, sparse, masked, family, prefill_tokens, repeats, device)
         del dense, sparse, masked
     return records
 
@@ -198,6 +218,17 @@ def report(records: List[dict], environment: dict) -> str:
                          f"{r['predicted']:.2f}× | {r['mib_dense']:.0f} → {r['mib_sparse']:.0f} | "
                          f"{_shares(r['dense'])} | {_shares(r['sparse'])} |")
         lines.append("")
+    pre = [r for r in dec if "prefill" in r]
+    if pre:
+        lines += ["## Prefill: one forward pass over the prompt, no cache", "",
+                  "| model | prompt tokens | dense ms | sparse ms | speedup | predicted | sparse model's time |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in pre:
+            p = r["prefill"]
+            lines.append(f"| {r['model']} | {p['tokens']} | {p['dense']['seconds'] * 1e3:.1f} | "
+                         f"{p['sparse']['seconds'] * 1e3:.1f} | {p['speedup']:.2f}× | {p['predicted']:.2f}× | "
+                         f"{_shares(p['sparse'])} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -222,6 +253,8 @@ def parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentPars
                    help="comma-separated names from sparsejl.bench.models.DECODERS ('' for none)")
     p.add_argument("--decoder-density", type=float, default=0.1)
     p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--prefill-tokens", type=int, default=0,
+                   help="also time one forward pass over a prompt of this many tokens (0: no)")
     p.add_argument("--model-blocksize", type=int, default=32)
     p.add_argument("--model-repeats", type=int, default=5)
     p.add_argument("--device", default="cpu", help="cpu or cuda (fp16 on cuda)")
@@ -239,7 +272,8 @@ def run(args, threads: int, out: Optional[str]) -> List[dict]:
                               args.model_blocksize, args.model_repeats, args.device, dtype)
     names = [n for n in args.decoders.split(",") if n]
     records += decoder_records(names, args.decoder_density, args.model_blocksize, args.new_tokens,
-                               max(1, args.model_repeats // 2), device=args.device, dtype=dtype)
+                               max(1, args.model_repeats // 2), device=args.device, dtype=dtype,
+                               prefill_tokens=args.prefill_tokens)
     environment = _environment(args.device)
     environment["wall_s"] = time.monotonic() - t0
     text = report(records, environment)

