@@ -2,10 +2,10 @@
 
 from . import catalogue, prune
 from .backends import BackendStatus, backends
-from .formats import BSR, CSR, check_format
-from .ops import spgemm, spmm
+from .formats import BSR, CSR, Prepared, check_format
+from .ops import prepare, spgemm, spmm
 from .runtime import JuliaError, JuliaNotFound
 
 __version__ = "0.1.0"
-__all__ = ["spmm", "spgemm", "backends", "BackendStatus", "CSR", "BSR", "check_format", "JuliaError", "JuliaNotFound",
+__all__ = ["spmm", "spgemm", "prepare", "Prepared", "backends", "BackendStatus", "CSR", "BSR", "check_format", "JuliaError", "JuliaNotFound",
            "catalogue", "prune"]

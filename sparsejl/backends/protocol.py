@@ -12,7 +12,8 @@ class Backend:
 
     `spmm(A, B, out)` writes A @ B into `out` (the promoted dtype, C-contiguous) and returns it;
     `A` is a validated view, `B` a C-contiguous matrix on the backend's device. `spgemm(A, B)`
-    returns a canonical sparse product. `checks_structure`: the backend checks indptr/indices
+    returns a canonical sparse product. `prepare(A, dtype)`, where a backend has it, turns a fully
+    checked view into a prepared weight (formats.Prepared) that its `spmm` takes. `checks_structure`: the backend checks indptr/indices
     itself on every call (Julia), so the caller makes only the cheap checks.
     """
 
@@ -23,3 +24,4 @@ class Backend:
     availability: Callable[[], Optional[str]]     # None, or why it cannot run here
     spmm: Callable
     spgemm: Callable
+    prepare: Optional[Callable] = None
