@@ -81,11 +81,12 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     overlap A or B) and `out` is returned. On the GPU nothing waits for the device: the product is
     queued on the current stream (a CUDA graph may capture it).
     """
-    B, caller = interop.native(B)
     if isinstance(A, Prepared):
+        B, caller = interop.native(B)
         view, chosen = A, _prepared_backend(backend, A, B)
     else:
         view = as_view(A)
+        B, caller = interop.native(B)
         chosen = _select_backend(backend, _same_device(view, B))
         view = _sparse_operand(view, A, chosen)
     B, vector = _dense_operand(B, view.shape[1], chosen)
