@@ -171,13 +171,13 @@ def main(argv=None):
     print("ceilings", ceil, flush=True)
     rows = []
     shapes = list(SHAPES.items())[:1] if args.quick else SHAPES.items()
+    rec = {"meta": {"title": "GPU decoding (issue 17)", "baseline": "cuBLAS (torch.matmul)"}, "env": env,
+           "ceilings": ceil, "records": rows}
     for layer, (m, k) in shapes:
         for kind, b, density in KINDS:
             rows += case(timer, torch, layer, m, k, kind, b, density, np.float16, 1234, ceil, args.diag)
-    rec = {"meta": {"title": "GPU decoding (issue 17)", "baseline": "cuBLAS (torch.matmul)"}, "env": env,
-           "ceilings": ceil, "records": rows}
-    with gzip.open(out / "record.json.gz", "wt") as f:
-        json.dump(rec, f, default=str)
+            with gzip.open(out / "record.json.gz", "wt") as f:     # after each case: a cut-off run keeps its rows
+                json.dump(rec, f, default=str)
     text = report(env, ceil, rows)
     (out / "report.md").write_text(text)
     print(text)
