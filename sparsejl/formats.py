@@ -328,6 +328,7 @@ class Prepared:
         self.values, self.index, self.tile_ptr = values, index, tile_ptr
         self.blocksize, self.tiles, self.row_blocks, self.stored = blocksize, tiles, row_blocks, stored
         self.data = values          # what array_module and the operand checks look at
+        self.plans = {}             # the kernel's launch plans, by column count and stream (backends)
 
     @property
     def nbytes(self) -> int:

@@ -10,8 +10,10 @@ CTAs) and how many CTAs split a row block's tiles; it never waits for the device
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import struct
+import threading
 
 import numpy as np
 
@@ -113,23 +115,54 @@ def _workspace(floats: int, counters: int, stream: int):
     return kept[-1]
 
 
-def spmm(P, B, C, *, ks=None):
-    """C = P @ B (B: k×n, C: m×n, row-major, P's dtype); `ks` overrides the split (diagnostics)."""
+class _Plan:
+    """One launch of the kernel for a prepared weight, a column count, a stream and a thread: the
+    parameters but B's and C's addresses packed once, and the kernelParams pointing into them."""
+
+    __slots__ = ("kernel", "grid", "ks", "params", "argv", "keep")
+
+    def __init__(self, kernel, grid, ks, params: bytes, keep):
+        self.kernel, self.grid, self.ks, self.keep = kernel, grid, ks, keep
+        self.params = ctypes.create_string_buffer(params, len(params))
+        base = ctypes.addressof(self.params)
+        self.argv = (ctypes.c_void_p * len(kernel.offsets))(*[base + int(o) for o in kernel.offsets])
+
+
+_B_AND_C = struct.Struct("<QQ")
+_B_AT = struct.calcsize("<QQQ")     # B and C are the 4th and 5th parameters
+
+
+def _plan(P, n: int, stream: int, ks):
     m, k = P.shape
-    n = B.shape[1]
-    if m == 0 or n == 0:
-        return C
     nj = column_slices(n)
     bitmap = P.layout == "bitmap"
-    kernel = decode_kernel(bitmap, P.blocksize if not bitmap else 64, nj, P.dtype.name == "bfloat16",
+    kernel = decode_kernel(bitmap, 64 if bitmap else P.blocksize, nj, P.dtype.name == "bfloat16",
                            _cuda.current_device())
     chunks = -(-n // (8 * nj))
     ks = int(ks) if ks is not None else splits(P, nj, chunks, kernel)
-    stream = _cuda.current_stream_ptr()
     tile_out = kernel.threads[0] // 32 * GROUP_ROWS * 8 * nj
     ws, cnt = (None, None) if ks == 1 else _workspace(P.row_blocks * chunks * ks * tile_out, P.row_blocks * chunks,
                                                       stream)
-    params = struct.pack(PARAMS, P.values.data.ptr, P.index.data.ptr, P.tile_ptr.data.ptr, B.data.ptr, C.data.ptr,
+    params = struct.pack(PARAMS, P.values.data.ptr, P.index.data.ptr, P.tile_ptr.data.ptr, 0, 0,
                          _cukernel.ptr(ws), _cukernel.ptr(cnt), m, k, n, P.tiles if bitmap else 0, ks)
-    _cukernel.launch(_cukernel.Launch(kernel, (P.row_blocks, ks, chunks), params), stream)
+    return _Plan(kernel, (P.row_blocks, ks, chunks), ks, params, (ws, cnt))
+
+
+def spmm(P, B, C, *, ks=None):
+    """C = P @ B (B: k×n, C: m×n, row-major, P's dtype) on the current stream; `ks` overrides the
+    split (diagnostics). The launch's plan is kept on P by (n, device, stream, thread)."""
+    m = P.shape[0]
+    n = B.shape[1]
+    if m == 0 or n == 0:
+        return C
+    stream = _cuda.current_stream_ptr()
+    key = (n, _cuda.current_device(), stream, threading.get_ident(), ks)
+    plan = P.plans.get(key)
+    if plan is None:
+        plan = P.plans[key] = _plan(P, n, stream, ks)
+    _B_AND_C.pack_into(plan.params, _B_AT, B.data.ptr, C.data.ptr)
+    k_, (gx, gy, gz) = plan.kernel, plan.grid
+    status = _cukernel._cu_launch()(k_.function, gx, gy, gz, k_.threads[0], 1, 1, 0, stream, plan.argv, None)
+    if status != 0:
+        raise RuntimeError(f"cuLaunchKernel(decode_spmm) failed with CUresult {status}")
     return C

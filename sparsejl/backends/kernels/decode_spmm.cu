@@ -101,6 +101,17 @@ extern "C" __global__ void __launch_bounds__(THREADS) decode_spmm(
     const bool vec = ((n & 7) == 0) && ((((size_t)B) & 15) == 0);
     const u32 sbase = (u32)__cvta_generic_to_shared(bs);
 
+#if BITMAP
+    // the next tile's masks and value offset are loaded one tile ahead: a tile's value loads wait
+    // on one memory round trip, not two
+    u64 mk_next = 0ull;
+    int base_next = 0;
+    if (pbeg < pend) {
+        const long long tile = (long long)grp * T + pbeg;
+        mk_next = __ldg((const u64*)index + tile * 16 + (lane & 15));
+        base_next = __ldg(tptr + tile);
+    }
+#endif
     for (int p = pbeg; p < pend; ++p) {
 #if BITMAP
         const int c = p;
@@ -112,8 +123,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) decode_spmm(
         u32 a[KT / 16][4];
 #if BITMAP
         {
-            const long long tile = (long long)grp * T + c;
-            const u64 mk = __ldg((const u64*)index + tile * 16 + (lane & 15));
+            const u64 mk = mk_next;
+            const int base = base_next;
+            if (p + 1 < pend) {
+                const long long next = (long long)grp * T + p + 1;
+                mk_next = __ldg((const u64*)index + next * 16 + (lane & 15));
+                base_next = __ldg(tptr + next);
+            }
             const int here = __popcll(mk);
             int incl = here;
 #pragma unroll
@@ -121,7 +137,6 @@ extern "C" __global__ void __launch_bounds__(THREADS) decode_spmm(
                 const int o = __shfl_up_sync(0xffffffffu, incl, d, 16);
                 if ((lane & 15) >= d) incl += o;
             }
-            const int base = __ldg(tptr + tile);
             const u64 m0 = __shfl_sync(0xffffffffu, mk, g), m1 = __shfl_sync(0xffffffffu, mk, g + 8);
             const int o0 = base + __shfl_sync(0xffffffffu, incl - here, g);
             const int o1 = base + __shfl_sync(0xffffffffu, incl - here, g + 8);
