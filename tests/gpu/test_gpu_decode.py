@@ -201,7 +201,7 @@ def test_prepared_is_a_snapshot(gpu, seed):
 
 def test_bad_operands_are_clear_errors(gpu):
     cupy = gpu
-    A = sp.random_array((64, 64), density=0.2, format="csr", rng=np.random.default_rng(0)).astype(np.float16)
+    A = sp.random_array((64, 64), density=0.2, format="csr", rng=np.random.default_rng(0)).astype(np.float32)
     with pytest.raises(TypeError, match="CuPy arrays"):
         sparsejl.prepare(A)
     G = _gpu_view(cupy, A, np.float16)
