@@ -335,3 +335,40 @@ def _all_value_dtypes(view):
         return VALUE_DTYPES
     from .backends import _cuda
     return _cuda.value_dtypes()
+
+
+class Prepared:
+    """A sparse weight prepared once for GPU products with few columns (`sparsejl.prepare`).
+
+    It holds its own device arrays in the layout the decoding kernels read (`layout`: "bitmap" for
+    unstructured weights, 16-row × 64-column tiles of a bitmask each and packed values; "bsr" for
+    16/32/64 blocks), made from the source's values at prepare time: later changes to the source
+    are not seen; prepare it again. `spmm(prepared, B)` takes B of the prepared `dtype`.
+    """
+
+    format = "prepared"
+
+    def __init__(self, layout, shape, dtype, *, values, index, tile_ptr, blocksize, tiles, row_blocks, stored):
+        self.layout, self.shape, self.dtype = layout, tuple(shape), np.dtype(dtype)
+        self.values, self.index, self.tile_ptr = values, index, tile_ptr
+        self.blocksize, self.tiles, self.row_blocks, self.stored = blocksize, tiles, row_blocks, stored
+        self.data = values          # what array_module and the operand checks look at
+        self.plans = {}             # the kernel's launch plans, by column count and stream (backends)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the prepared arrays: what one product reads of the weight."""
+        return int(self.values.nbytes + self.index.nbytes + self.tile_ptr.nbytes)
+
+    @property
+    def density(self) -> float:
+        m, n = self.shape
+        return self.stored / (m * n) if m and n else 0.0
+
+    def arrays(self):
+        return (("A.values", self.values), ("A.index", self.index), ("A.tile_ptr", self.tile_ptr))
+
+    def __repr__(self) -> str:
+        return (f"<sparsejl.Prepared {self.shape[0]}x{self.shape[1]}, layout={self.layout}"
+                + (f", blocksize={self.blocksize}" if self.layout == "bsr" else "")
+                + f", stored={self.stored}, dtype={self.dtype}, {self.nbytes / 2**20:.1f} MiB>")

@@ -17,8 +17,10 @@ class Backend:
     into `out` (n×m); `linear_input_grad(W, dY, out)` writes dY (n×m) @ W into `out` (n×k);
     `sddmm(P, X, Y, out)` writes the entries of X.T @ Y (X n×m, Y n×k) at the stored positions of
     `P` into `out`, shaped as `P.data`. Dense operands are C-contiguous and share W's dtype; bias
-    is None or m values. `checks_structure`: the backend checks indptr/indices
-    itself on every call (Julia), so the caller makes only the cheap checks.
+    is None or m values. `prepare(A, dtype)`, where a backend has it, turns a fully checked view
+    into a prepared weight (formats.Prepared) that its `spmm` takes. `checks_structure`: the
+    backend checks indptr/indices itself on every call (Julia), so the caller makes only the
+    cheap checks.
     """
 
     name: str
@@ -31,3 +33,4 @@ class Backend:
     linear: Optional[Callable] = None
     linear_input_grad: Optional[Callable] = None
     sddmm: Optional[Callable] = None
+    prepare: Optional[Callable] = None

@@ -86,17 +86,27 @@ the rest, so that every run is a compiled tile.
     return nothing
 end
 
-"Lanes per vector for blocks of size `b`: the widest of 64, 32 or 16 bytes that divides a block row; 0 if none."
-function block_lanes(::Type{T}, b::Int) where {T}
-    for bytes in (64, 32, 16)
-        w = bytes ÷ sizeof(T)
-        b % w == 0 && return w
-    end
-    return 0
-end
+"""
+    with_simd_shape(f, T, b)
 
-"Vectors per tile (U) and scalars per tile (R) for this machine's vector registers, as `Val`s."
-linear_tile_shape() = WIDE_VECTORS[] ? (Val(2), Val(8)) : (Val(1), Val(6))
+Call `f(Val(L), Val(U), Val(R))` and return `true`, with L the lanes of a vector for blocks of
+size `b`, and U vectors by R scalars per tile for this machine's vector registers; return `false`
+when no vector width divides `b`. The branches name every shape, so the kernels are called without dynamic dispatch, which
+cost ~15 µs per call inside a job (whose helper threads spin meanwhile).
+"""
+@inline function with_simd_shape(f::F, ::Type{T}, b::Int) where {F,T}
+    W = lanes(T)
+    if WIDE_VECTORS[]
+        b % W == 0 && (f(Val(W), Val(2), Val(8)); return true)
+        b % (W ÷ 2) == 0 && (f(Val(W ÷ 2), Val(2), Val(8)); return true)
+        b % (W ÷ 4) == 0 && (f(Val(W ÷ 4), Val(2), Val(8)); return true)
+    else
+        b % W == 0 && (f(Val(W), Val(1), Val(6)); return true)
+        b % (W ÷ 2) == 0 && (f(Val(W ÷ 2), Val(1), Val(6)); return true)
+        b % (W ÷ 4) == 0 && (f(Val(W ÷ 4), Val(1), Val(6)); return true)
+    end
+    return false
+end
 
 "Call `f(first_vector, Val(u))` over the `nvec` vectors of a block row, in runs of at most U."
 @inline function each_vector_run(f::F, nvec::Int, ::Val{U}) where {F,U}
@@ -114,6 +124,26 @@ end
 
 bsr_work(A::BSRMatrix, n::Int) = widemul(nnzb(A) * blocksize(A)^2, max(n, 1))
 
+# One buffer per thread, kept between calls: a chunk of a loop runs on one thread at a time, and
+# a fresh allocation per call cost more than the small products it serves.
+const THREAD_BUFFERS = Vector{UInt8}[]
+
+"An uninitialised 64-byte aligned vector of `len` `T`s in the calling thread's buffer."
+function thread_buffer(::Type{T}, len::Int) where {T}
+    id = Threads.threadid()
+    while length(THREAD_BUFFERS) < nthreads()
+        push!(THREAD_BUFFERS, UInt8[])      # first called by the owner thread, before any loop
+    end
+    buf = THREAD_BUFFERS[id]
+    bytes = len * sizeof(T) + 64
+    if length(buf) < bytes
+        buf = THREAD_BUFFERS[id] = Vector{UInt8}(undef, bytes)
+    end
+    p = pointer(buf)
+    p += (64 - UInt(p) % 64) % 64
+    return unsafe_wrap(Array, Ptr{T}(p), len)
+end
+
 # --- forward: Yt = W*Xt + bias --------------------------------------------------------------------
 
 """
@@ -123,10 +153,11 @@ bsr_work(A::BSRMatrix, n::Int) = widemul(nnzb(A) * blocksize(A)^2, max(n, 1))
 `Yt` is m×n, `Xt` k×n and `bias` empty or of length m.
 """
 function unchecked_linear!(Yt::Matrix{T}, W::BSRMatrix{T}, Xt::Matrix{T}, bias::Vector{T}) where {T<:SIMDFloat}
-    b = blocksize(W)
-    w = block_lanes(T, b)
-    w == 0 && return linear_any!(Yt, W, Xt, bias)
-    return linear_simd!(Yt, W, Xt, bias, Val(w), linear_tile_shape()...)
+    thread_buffer(T, 0)                           # every thread's buffer exists before the loop
+    done = with_simd_shape(T, blocksize(W)) do lanes, tile_u, tile_r
+        linear_simd!(Yt, W, Xt, bias, lanes, tile_u, tile_r)
+    end
+    return done ? Yt : linear_any!(Yt, W, Xt, bias)
 end
 
 # A function barrier: the lanes and tile shape are constants from here on.
@@ -152,8 +183,8 @@ function linear_rows!(Yt::Matrix{T}, W::BSRMatrix{T}, Xt::Matrix{T}, bias::Vecto
     for I in lo:hi
         most = max(most, Int(indptr[I+1] - indptr[I]))
     end
-    packed = Vector{T}(undef, b * b * most)
-    GC.@preserve Yt W Xt bias packed begin
+    packed = thread_buffer(T, b * b * most)       # valid while THREAD_BUFFERS holds it: this call
+    GC.@preserve Yt W Xt bias THREAD_BUFFERS begin
         pY, pX, pP, pD = pointer(Yt), pointer(Xt), pointer(packed), pointer(W.data)
         pB = isempty(bias) ? Ptr{T}(C_NULL) : pointer(bias)
         for I in lo:hi
@@ -270,10 +301,11 @@ end
 
 function input_grad_columns!(dXt::Matrix{T}, W::BSRMatrix{T}, dYt::Matrix{T}, colptr, rowof, which,
                              lo::Int, hi::Int) where {T<:SIMDFloat}
-    b = blocksize(W)
-    L = block_lanes(T, b)
-    L == 0 && return input_grad_any!(dXt, W, dYt, colptr, rowof, which, lo, hi)
-    return input_grad_simd!(dXt, W, dYt, colptr, rowof, which, lo, hi, Val(L), linear_tile_shape()...)
+    done = with_simd_shape(T, blocksize(W)) do lanes, tile_u, tile_r
+        input_grad_simd!(dXt, W, dYt, colptr, rowof, which, lo, hi, lanes, tile_u, tile_r)
+    end
+    done || input_grad_any!(dXt, W, dYt, colptr, rowof, which, lo, hi)
+    return nothing
 end
 input_grad_columns!(dXt, W, dYt, colptr, rowof, which, lo, hi) =
     input_grad_any!(dXt, W, dYt, colptr, rowof, which, lo, hi)
@@ -356,10 +388,11 @@ function unchecked_sddmm!(P::BSRMatrix{T}, Xt::AbstractMatrix, Yt::AbstractMatri
 end
 
 function sddmm_rows!(P::BSRMatrix{T}, Xt::Matrix{T}, Yt::Matrix{T}, lo::Int, hi::Int) where {T<:SIMDFloat}
-    b = blocksize(P)
-    L = block_lanes(T, b)
-    L == 0 && return sddmm_any!(P, Xt, Yt, lo, hi)
-    return sddmm_simd!(P, Xt, Yt, lo, hi, Val(L), linear_tile_shape()...)
+    done = with_simd_shape(T, blocksize(P)) do lanes, tile_u, tile_r
+        sddmm_simd!(P, Xt, Yt, lo, hi, lanes, tile_u, tile_r)
+    end
+    done || sddmm_any!(P, Xt, Yt, lo, hi)
+    return nothing
 end
 sddmm_rows!(P::BSRMatrix, Xt, Yt, lo::Int, hi::Int) = sddmm_any!(P, Xt, Yt, lo, hi)
 
