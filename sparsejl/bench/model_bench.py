@@ -30,9 +30,8 @@ from . import env as _env
 from . import model_timing, models
 
 
-def _sync(device: str):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def _syncer(device: str):
+    return torch.cuda.synchronize if device.startswith("cuda") else model_timing._nothing
 
 
 def masked_dense(model: nn.Module) -> nn.Module:
@@ -71,12 +70,10 @@ def _layers(model, family: str) -> Dict[str, nn.Module]:
 
 
 def _timed(model, family, run, units, repeats, device) -> dict:
-    def call():
-        run(model)
-        _sync(device)
+    sync = _syncer(device)
     with torch.inference_mode():
-        e2e = model_timing.median_seconds(call, repeats, warmup=1) / units
-        parts = model_timing.breakdown(call, _layers(model, family), units, repeats=1)
+        e2e = model_timing.median_seconds(lambda: run(model), repeats, warmup=1, sync=sync) / units
+        parts = model_timing.breakdown(lambda: run(model), _layers(model, family), units, repeats=1, sync=sync)
     return dict(parts, seconds=e2e)
 
 
@@ -268,8 +265,9 @@ def run(args, threads: int, out: Optional[str]) -> List[dict]:
     floats = lambda s: [float(x) for x in s.split(",") if x]
     ints = lambda s: [int(x) for x in s.split(",") if x]
     t0 = time.monotonic()
-    records = encoder_records(floats(args.encoder_densities), ints(args.batches), 128,
-                              args.model_blocksize, args.model_repeats, args.device, dtype)
+    densities = floats(args.encoder_densities)
+    records = encoder_records(densities, ints(args.batches), 128, args.model_blocksize,
+                              args.model_repeats, args.device, dtype) if densities else []
     names = [n for n in args.decoders.split(",") if n]
     records += decoder_records(names, args.decoder_density, args.model_blocksize, args.new_tokens,
                                max(1, args.model_repeats // 2), device=args.device, dtype=dtype,

@@ -16,13 +16,21 @@ import torch
 from torch import nn
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def _nothing():
+    pass
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1,
+                   sync: Callable[[], None] = _nothing) -> float:
+    """Median wall time of `fn`; `sync` (torch.cuda.synchronize on a GPU) ends each call."""
     for _ in range(warmup):
         fn()
+        sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -32,10 +40,11 @@ def linear_layers(model: nn.Module, types: Sequence[type]) -> Dict[str, nn.Modul
 
 
 class LayerClock:
-    """Forward hooks that add up each layer's wall time and keep the input it last saw."""
+    """Forward hooks that add up each layer's wall time and keep the input it last saw. On a GPU,
+    `sync` waits for the device before and after each layer, so that the time is the layer's."""
 
-    def __init__(self, layers: Dict[str, nn.Module]):
-        self.layers = layers
+    def __init__(self, layers: Dict[str, nn.Module], sync: Callable[[], None] = _nothing):
+        self.layers, self.sync = layers, sync
         self.seconds: Dict[str, float] = {n: 0.0 for n in layers}
         self.calls: Dict[str, int] = {n: 0 for n in layers}
         self.last_input: Dict[str, torch.Tensor] = {}
@@ -56,11 +65,13 @@ class LayerClock:
     def _pre(self, name):
         def hook(module, args):
             self.last_input[name] = args[0]
+            self.sync()
             self._start[name] = time.perf_counter()
         return hook
 
     def _post(self, name):
         def hook(module, args, output):
+            self.sync()
             self.seconds[name] += time.perf_counter() - self._start[name]
             self.calls[name] += 1
         return hook
@@ -70,33 +81,36 @@ class LayerClock:
 
 
 def alone_seconds(layers: Dict[str, nn.Module], inputs: Dict[str, torch.Tensor],
-                  repeats: int = 7) -> Dict[str, float]:
+                  repeats: int = 7, sync: Callable[[], None] = _nothing) -> Dict[str, float]:
     """Each layer's median time on its last input, called back to back with nothing between."""
     out = {}
     with torch.inference_mode():
         for name, mod in layers.items():
             x = inputs[name]
-            out[name] = median_seconds(lambda: mod(x), repeats, warmup=2)
+            out[name] = median_seconds(lambda: mod(x), repeats, warmup=2, sync=sync)
     return out
 
 
 def breakdown(run: Callable[[], object], layers: Dict[str, nn.Module], units: int,
-              repeats: int = 3) -> Dict[str, object]:
+              repeats: int = 3, sync: Callable[[], None] = _nothing) -> Dict[str, object]:
     """Where the time of `run` goes, per unit (a forward pass, or a generated token).
 
     One clocked run gives each layer's time inside the model; the layers are then timed alone.
+    On a GPU the clocked run waits for the device around every layer, so its total is longer than
+    the model's stream of calls; the shares, not the sum, are what it tells.
     ``rest`` is everything outside the linear layers (attention, norms, activations, embeddings,
     the sampling loop); ``lost`` is the layers' time in the model beyond their time alone.
     """
-    clock = LayerClock(layers)
+    clock = LayerClock(layers, sync)
     with clock:
         t0 = time.perf_counter()
         for _ in range(repeats):
             run()
+        sync()
         clocked = (time.perf_counter() - t0) / repeats
     calls = {n: c / repeats for n, c in clock.calls.items()}
     in_model = {n: s / repeats for n, s in clock.seconds.items()}
-    alone = alone_seconds(layers, clock.last_input)
+    alone = alone_seconds(layers, clock.last_input, sync=sync)
     alone_total = sum(alone[n] * calls[n] for n in layers)
     linear = sum(in_model.values())
     return {
