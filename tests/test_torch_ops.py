@@ -91,3 +91,12 @@ def test_pytorch_sparse_tensors_as_A(layout, rng):
 def test_dense_tensor_of_another_layout_is_a_clear_error():
     with pytest.raises(TypeError, match="dense tensor is needed"):
         sparsejl.spmm(torch.eye(4).to_sparse_csr(), torch.eye(4).to_sparse_csr())
+
+
+@pytest.mark.parametrize("layout", ["csr", "bsr"])
+def test_spgemm_of_pytorch_sparse_tensors_returns_one(layout, rng):
+    dense = torch.from_numpy((rng.random((64, 64)) < 0.1) * rng.standard_normal((64, 64)))
+    A = dense.to_sparse_csr() if layout == "csr" else dense.to_sparse_bsr((16, 16))
+    C = sparsejl.spgemm(A, A)
+    assert C.layout == A.layout
+    torch.testing.assert_close(C.to_dense(), dense @ dense)
