@@ -102,6 +102,35 @@ def _sample(torch, fn, x, g, mode):
     return (time.perf_counter() - t0) / RUN
 
 
+def _breakdown(torch, layers, repeats):
+    """Where the time goes: each product of the two layers alone, back to back, through the public
+    entries (sparsejl.linear, linear_input_grad, sddmm on the layers' tensors) and PyTorch's dense
+    equivalents on the same weights; medians in seconds."""
+    import sparsejl
+    from ..torch.ops import weight
+    out = {}
+    for layer in layers:
+        name = f"{layer.in_features}->{layer.out_features}"
+        W = weight(layer.weight_blocks.detach(), layer.indptr, layer.indices, (layer.out_features, layer.in_features))
+        Wd, bias = layer.dense_weight().detach(), layer.bias.detach()
+        x, dy = torch.randn(TOKENS, layer.in_features), torch.randn(TOKENS, layer.out_features)
+        cases = {"sparsejl.linear": lambda: sparsejl.linear(x, W, bias),
+                 "sparsejl.linear_input_grad": lambda: sparsejl.linear_input_grad(dy, W),
+                 "sparsejl.sddmm": lambda: sparsejl.sddmm(W, dy, x),
+                 "F.linear": lambda: torch.nn.functional.linear(x, Wd, bias),
+                 "dY @ W": lambda: dy @ Wd, "dY.T @ X": lambda: dy.T @ x}
+        for what, fn in cases.items():
+            for _ in range(3):
+                fn()
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            out[f"{name} {what}"] = statistics.median(samples)
+    return out
+
+
 def run(repeats: int = 30, threads: int = 2, warmup: int = 5) -> dict:
     os.environ.setdefault("JULIA_NUM_THREADS", str(threads))
     import torch
@@ -148,6 +177,7 @@ def run(repeats: int = 30, threads: int = 2, warmup: int = 5) -> dict:
         for name in names:
             times[(mode, name)] = statistics.median(samples[name])
     return {"status": status, "times": times, "repeats": repeats, "threads": threads,
+            "breakdown_s": _breakdown(torch, layers, repeats),
             "density": layers[0].density, "weight_grad_relative_error": werr}
 
 
@@ -169,6 +199,8 @@ def report(result: dict, environment: dict) -> str:
         verdict = "" if target is None else (f">= {target}x: " + ("met" if t and ours and t / ours >= target else "missed"))
         lines.append(f"| {mode} | {name} | {st} | {t * 1e3:.3f} | {speed} | {verdict} |" if t else
                      f"| {mode} | {name} | {st} | - | - | {verdict} |")
+    lines += ["", "Each product alone, back to back (median ms):", "", "| product | ms |", "| --- | --- |"]
+    lines += [f"| {k} | {v * 1e3:.3f} |" for k, v in result["breakdown_s"].items()]
     return "\n".join(lines) + "\n"
 
 
