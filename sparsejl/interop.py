@@ -101,6 +101,25 @@ def torch_sparse_parts(t):
     return "bsr", data, indices, indptr, tuple(t.shape), b[0]
 
 
+def is_torch_sparse(a) -> bool:
+    return type(a).__module__.startswith("torch") and getattr(a, "layout", None) is not None and \
+        str(a.layout) in ("torch.sparse_csr", "torch.sparse_bsr")
+
+
+def torch_sparse_back(result):
+    """A SciPy/CuPy/sparsejl CSR or BSR result as a PyTorch sparse tensor over the same arrays."""
+    import torch
+
+    def tensor(a):
+        a = np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
+        return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    indptr, indices, data = tensor(result.indptr), tensor(result.indices), tensor(result.data)
+    indices = indices.to(indptr.dtype)
+    if result.format == "bsr":
+        return torch.sparse_bsr_tensor(indptr, indices, data, size=tuple(result.shape))
+    return torch.sparse_csr_tensor(indptr, indices, data, size=tuple(result.shape))
+
+
 def _from_torch(x):
     import torch
     if not isinstance(x, torch.Tensor):

@@ -6,6 +6,8 @@ arrays -> validated views -> one backend -> the caller's kind, no copy of a cont
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import interop
@@ -25,7 +27,7 @@ def _activations(X, width: int, what: str, dtype, backend):
     if X.ndim < 1 or X.shape[-1] != width:
         raise ValueError(f"dimension mismatch: {what} has shape {tuple(X.shape)}, its last dimension must be {width}")
     lead = tuple(X.shape[:-1])
-    X = X.reshape(int(np.prod(lead, dtype=np.int64)), width)
+    X = X.reshape(math.prod(lead), width)
     if not X.flags.c_contiguous:
         X = xp.ascontiguousarray(X)   # a strided X: one contiguous copy
     return X, lead

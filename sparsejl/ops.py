@@ -172,8 +172,9 @@ def _allocate(xp, shape, dtype):
 def spgemm(A, B, *, backend: str | None = None):
     """A @ B for two sparse matrices: CSR @ CSR -> CSR, BSR @ BSR (one blocksize) -> BSR.
 
-    The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates.
-    On the GPU it waits for the device once, to size the result (cuSPARSE counts it first).
+    The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates;
+    a PyTorch sparse tensor of A's layout when A is one. On the GPU it waits for the device once,
+    to size the result (cuSPARSE counts it first).
     """
     a, b = as_view(A), as_view(B)
     chosen = _select_backend(backend, _same_device(a, b.data))
@@ -185,4 +186,5 @@ def spgemm(A, B, *, backend: str | None = None):
         raise ValueError(f"block sizes differ: {a.blocksize} for A and {b.blocksize} for B")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"dimension mismatch: A is {a.shape[0]}x{a.shape[1]}, B is {b.shape[0]}x{b.shape[1]}")
-    return chosen.spgemm(a, b)
+    product = chosen.spgemm(a, b)
+    return interop.torch_sparse_back(product) if interop.is_torch_sparse(A) else product

@@ -29,7 +29,7 @@ ALLOWED = {
     "prune": [],
     "": ["backends", "formats", "ops", "layer_ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
 }
-GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._cusparse",
+GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._gpu_linear", "backends._cusparse",
              "backends._cukernel", "backends._bsr_kernels", "backends._decode_kernels"]
 BACKEND_MODULE = GPU_PARTS + ["backends.protocol", "abi", "runtime"]
 

@@ -27,8 +27,13 @@ def dense_of(blocks, pattern, b):
 CASES = [(2, 3, 4, 5, 0.5), (3, 2, 2, 1, 0.7), (1, 1, 4, 3, 1.0), (3, 2, 3, 2, 0.0), (2, 2, 8, (2, 3), 0.6)]
 
 
+@pytest.mark.parametrize("route", ["custom op", "eager"])
 @pytest.mark.parametrize("mb,kb,b,tokens,density", CASES)
-def test_gradcheck_every_op_in_float64(mb, kb, b, tokens, density):
+def test_gradcheck_every_op_in_float64(mb, kb, b, tokens, density, route):
+    if route == "custom op":
+        bsr_linear, bsr_linear_input_grad, bsr_sddmm = ops.bsr_linear, ops.bsr_linear_input_grad, ops.bsr_sddmm
+    else:
+        bsr_linear, bsr_linear_input_grad, bsr_sddmm = (ops.EAGER[n] for n in ("bsr_linear", "bsr_linear_input_grad", "bsr_sddmm"))
     pattern, indptr, indices = structure(mb, kb, density, seed=mb * 10 + kb)
     lead = tokens if isinstance(tokens, tuple) else (tokens,)
     m, k, nnzb = mb * b, kb * b, int(indices.shape[0])
@@ -36,17 +41,17 @@ def test_gradcheck_every_op_in_float64(mb, kb, b, tokens, density):
     def f64(*shape):
         return torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
     X, dY, blocks, bias = f64(*lead, k), f64(*lead, m), f64(nnzb, b, b), f64(m)
-    torch.autograd.gradcheck(lambda x, w, c: ops.bsr_linear(x, w, indptr, indices, c, m), (X, blocks, bias))
-    torch.autograd.gradcheck(lambda x, w: ops.bsr_linear(x, w, indptr, indices, None, m), (X, blocks))
-    torch.autograd.gradcheck(lambda y, w: ops.bsr_linear_input_grad(y, w, indptr, indices, k), (dY, blocks))
-    torch.autograd.gradcheck(lambda y, x: ops.bsr_sddmm(y, x, indptr, indices, b), (dY, X))
+    torch.autograd.gradcheck(lambda x, w, c: bsr_linear(x, w, indptr, indices, c, m), (X, blocks, bias))
+    torch.autograd.gradcheck(lambda x, w: bsr_linear(x, w, indptr, indices, None, m), (X, blocks))
+    torch.autograd.gradcheck(lambda y, w: bsr_linear_input_grad(y, w, indptr, indices, k), (dY, blocks))
+    torch.autograd.gradcheck(lambda y, x: bsr_sddmm(y, x, indptr, indices, b), (dY, X))
     # and the values, against dense products
     W = dense_of(blocks, pattern, b)
-    torch.testing.assert_close(ops.bsr_linear(X, blocks, indptr, indices, bias, m), X @ W.T + bias)
-    torch.testing.assert_close(ops.bsr_linear_input_grad(dY, blocks, indptr, indices, k), dY @ W)
+    torch.testing.assert_close(bsr_linear(X, blocks, indptr, indices, bias, m), X @ W.T + bias)
+    torch.testing.assert_close(bsr_linear_input_grad(dY, blocks, indptr, indices, k), dY @ W)
     mask = dense_of(torch.ones_like(blocks), pattern, b) != 0
     full = dY.reshape(-1, m).T @ X.reshape(-1, k)
-    got = dense_of(ops.bsr_sddmm(dY, X, indptr, indices, b), pattern, b)
+    got = dense_of(bsr_sddmm(dY, X, indptr, indices, b), pattern, b)
     torch.testing.assert_close(got, full * mask)
 
 
@@ -86,3 +91,12 @@ def test_pytorch_sparse_tensors_as_A(layout, rng):
 def test_dense_tensor_of_another_layout_is_a_clear_error():
     with pytest.raises(TypeError, match="dense tensor is needed"):
         sparsejl.spmm(torch.eye(4).to_sparse_csr(), torch.eye(4).to_sparse_csr())
+
+
+@pytest.mark.parametrize("layout", ["csr", "bsr"])
+def test_spgemm_of_pytorch_sparse_tensors_returns_one(layout, rng):
+    dense = torch.from_numpy((rng.random((64, 64)) < 0.1) * rng.standard_normal((64, 64)))
+    A = dense.to_sparse_csr() if layout == "csr" else dense.to_sparse_bsr((16, 16))
+    C = sparsejl.spgemm(A, A)
+    assert C.layout == A.layout
+    torch.testing.assert_close(C.to_dense(), dense @ dense)

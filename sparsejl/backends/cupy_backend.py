@@ -25,7 +25,7 @@ from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1
 from ._cuda import CUSPARSE_INDEX_BASE_ZERO as _BASE_ZERO
 from ._cuda import CUSPARSE_OPERATION_NON_TRANSPOSE as _OP_N
 from ._cuda import CUSPARSE_ORDER_ROW as _ORDER_ROW
-from . import _gpu_conversions
+from . import _gpu_conversions, _gpu_linear
 from ._gpu_conversions import bsr_to_csr, csr_to_bsr, retyped
 from .protocol import Backend
 
@@ -158,5 +158,15 @@ def _bsr_through_csr(A, B):
     return csr_to_bsr(spgemm(bsr_to_csr(A), bsr_to_csr(B)), A.blocksize)
 
 
+def linear(W, X, bias, out):
+    """X @ W.T + bias through this backend's SpMM on transposed copies (_gpu_linear)."""
+    return _gpu_linear.linear(spmm, W, X, bias, out)
+
+
+def linear_input_grad(W, dY, out):
+    return _gpu_linear.linear_input_grad(spmm, W, dY, out)
+
+
 BACKEND = Backend("cupy", "gpu", checks_structure=False, value_dtypes=_cuda.value_dtypes,
-                  availability=availability, spmm=spmm, spgemm=spgemm, prepare=_decode_kernels.prepare)
+                  availability=availability, spmm=spmm, spgemm=spgemm, prepare=_decode_kernels.prepare,
+                  linear=linear, linear_input_grad=linear_input_grad, sddmm=_gpu_linear.sddmm)

@@ -7,11 +7,13 @@ BERT-base's feed-forward block (768 -> 3072 -> 768, GELU between), 128 tokens, f
 pattern and one set of values: `BlockSparseLinear` (sparsejl), `nn.Linear` with the masked dense
 weight (the baseline), and that weight as a PyTorch sparse BSR tensor through `F.linear`.
 
-Every case is timed through the public APIs, in the order a model makes its calls: each sample is
-the whole block (up, GELU, down) called back to back, nothing waited out between calls, so that
-PyTorch's intra-op threads and Julia's meet as they do in a model. Forward under `torch.no_grad()`;
-forward + backward with the input and the parameters requiring gradients. The candidates take
-turns, a sample each, for `repeats` rounds after warm-up; medians are reported. Every output and
+Every case is timed through the public APIs, in the order a model makes its calls: a sample is
+the mean time of the whole block (up, GELU, down) over RUN calls made back to back, nothing
+waited out between calls, so that PyTorch's intra-op threads and Julia's meet as they do in a
+model (a stack of RUN such blocks), after one untimed call that lets the previous candidate's
+threads go. Forward under `torch.no_grad()`; forward + backward with the input and the parameters
+requiring gradients. The candidates take turns, a sample each, for `repeats` rounds after
+warm-up; medians are reported. Every output and
 gradient is checked against a float64 dense reference first; a candidate that fails or is not
 supported is reported with PyTorch's message.
 """
@@ -26,6 +28,7 @@ import statistics
 import time
 
 IN, HIDDEN, TOKENS, DENSITY, BLOCK = 768, 3072, 128, 0.10, 32
+RUN = 6
 TARGETS = {("forward", "nn.Linear"): 5.0, ("forward+backward", "nn.Linear"): 3.0,
            ("forward", "torch BSR"): 1.5, ("forward+backward", "torch BSR"): 1.5}
 
@@ -83,17 +86,49 @@ def _check(torch, name, fn, x, ref):
         raise AssertionError(f"{name}: forward differs from the float64 reference by {err:.3g}")
 
 
-def _sample(torch, fn, x, g, mode, params):
+def _sample(torch, fn, x, g, mode):
+    """Mean seconds per block over RUN calls back to back, after one untimed call."""
     if mode == "forward":
-        t0 = time.perf_counter()
         with torch.no_grad():
             fn(x)
-        return time.perf_counter() - t0
-    xg = x.detach().requires_grad_()
+            t0 = time.perf_counter()
+            for _ in range(RUN):
+                fn(x)
+            return (time.perf_counter() - t0) / RUN
+    fn(x.detach().requires_grad_()).backward(g)
     t0 = time.perf_counter()
-    fn(xg).backward(g)
-    elapsed = time.perf_counter() - t0
-    return elapsed
+    for _ in range(RUN):
+        fn(x.detach().requires_grad_()).backward(g)
+    return (time.perf_counter() - t0) / RUN
+
+
+def _breakdown(torch, layers, repeats):
+    """Where the time goes: each product of the two layers alone, back to back, through the public
+    entries (sparsejl.linear, linear_input_grad, sddmm on the layers' tensors) and PyTorch's dense
+    equivalents on the same weights; medians in seconds."""
+    import sparsejl
+    from ..torch.ops import weight
+    out = {}
+    for layer in layers:
+        name = f"{layer.in_features}->{layer.out_features}"
+        W = weight(layer.weight_blocks.detach(), layer.indptr, layer.indices, (layer.out_features, layer.in_features))
+        Wd, bias = layer.dense_weight().detach(), layer.bias.detach()
+        x, dy = torch.randn(TOKENS, layer.in_features), torch.randn(TOKENS, layer.out_features)
+        cases = {"sparsejl.linear": lambda: sparsejl.linear(x, W, bias),
+                 "sparsejl.linear_input_grad": lambda: sparsejl.linear_input_grad(dy, W),
+                 "sparsejl.sddmm": lambda: sparsejl.sddmm(W, dy, x),
+                 "F.linear": lambda: torch.nn.functional.linear(x, Wd, bias),
+                 "dY @ W": lambda: dy @ Wd, "dY.T @ X": lambda: dy.T @ x}
+        for what, fn in cases.items():
+            for _ in range(3):
+                fn()
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            out[f"{name} {what}"] = statistics.median(samples)
+    return out
 
 
 def run(repeats: int = 30, threads: int = 2, warmup: int = 5) -> dict:
@@ -136,12 +171,13 @@ def run(repeats: int = 30, threads: int = 2, warmup: int = 5) -> dict:
         for r in range(warmup + repeats):
             for name in names:
                 fn = candidates[name][0]
-                t = _sample(torch, fn, x, g, mode, None)
+                t = _sample(torch, fn, x, g, mode)
                 if r >= warmup:
                     samples[name].append(t)
         for name in names:
             times[(mode, name)] = statistics.median(samples[name])
     return {"status": status, "times": times, "repeats": repeats, "threads": threads,
+            "breakdown_s": _breakdown(torch, layers, repeats),
             "density": layers[0].density, "weight_grad_relative_error": werr}
 
 
@@ -149,7 +185,8 @@ def report(result: dict, environment: dict) -> str:
     lines = ["# BlockSparseLinear vs nn.Linear and PyTorch's BSR weight (CPU)", "",
              f"BERT-base FFN block ({IN} -> {HIDDEN} -> GELU -> {IN}), {TOKENS} tokens, float32, "
              f"density {DENSITY} of {BLOCK}x{BLOCK} blocks, {result['threads']} threads for PyTorch and Julia; "
-             f"median of {result['repeats']} samples, candidates taking turns, calls back to back.", "",
+             f"median of {result['repeats']} samples, each the mean of {RUN} blocks called back to back; "
+             "candidates taking turns.", "",
              f"CPU: {environment.get('cpu_model')}; torch {environment.get('versions', {}).get('torch')}", "",
              "| mode | candidate | status | median ms | sparsejl's speedup | target |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -162,6 +199,8 @@ def report(result: dict, environment: dict) -> str:
         verdict = "" if target is None else (f">= {target}x: " + ("met" if t and ours and t / ours >= target else "missed"))
         lines.append(f"| {mode} | {name} | {st} | {t * 1e3:.3f} | {speed} | {verdict} |" if t else
                      f"| {mode} | {name} | {st} | - | - | {verdict} |")
+    lines += ["", "Each product alone, back to back (median ms):", "", "| product | ms |", "| --- | --- |"]
+    lines += [f"| {k} | {v * 1e3:.3f} |" for k, v in result["breakdown_s"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -95,12 +95,9 @@ class BlockSparseLinear(nn.Module):
         return grid.permute(0, 2, 1, 3).reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-            return ops.bsr_linear(x, self.weight_blocks, self.indptr, self.indices, self.bias, self.out_features)
         if x.device.type == "cuda" and not torch.is_grad_enabled():
-            return cuda_linear.forward(self, x)
-        # gradients on the GPU, and other devices: the masked dense weight (correct, dense speed)
-        return nn.functional.linear(x, self.dense_weight(), self.bias)
+            return cuda_linear.forward(self, x)    # inference: a kept GPU weight, decoding kernels
+        return ops.linear(x, self.weight_blocks, self.indptr, self.indices, self.bias, self.out_features)
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, density: float, blocksize: int = 32,

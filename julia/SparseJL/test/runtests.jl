@@ -440,6 +440,8 @@ end
     @test_throws DimensionMismatch spgemm(randbsr(Float64, Int64, 2, 2, 2, 0.5), randbsr(Float64, Int64, 1, 2, 4, 0.5))
 end
 
+include("linear.jl")
+
 end # testset kernels
 
 # --- the C entry points, driven as Python drives them -------------------------------------------
