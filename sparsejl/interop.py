@@ -8,6 +8,7 @@ here imports PyTorch, CuPy or JAX unless the caller's array is one of theirs.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import numpy as np
 
@@ -164,8 +165,11 @@ class _TorchBlock:
     def __init__(self, ptr: int, free):
         self.ptr, self.free = ptr, free   # `free` held: at exit, importing torch may no longer work
 
-    def __del__(self):
-        self.free(self.ptr)
+    def __del__(self, _finalizing=sys.is_finalizing):
+        # at interpreter exit torch's modules are already torn down (its free fails on
+        # torch._C = None); the process hands the device memory back as it ends
+        if not _finalizing():
+            self.free(self.ptr)
 
 
 def _torch_allocator(device: int):

@@ -100,3 +100,34 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     found = list(_imports(src, "formats"))
     assert found == ["ops", "runtime"]
     assert not any(i.startswith(a) for i in found for a in _allowed("formats"))
+
+
+# the record format, the curve analysis and the explorer's parts (docs/architecture.md, "Front end")
+FRONT_END = {
+    "bench.records": ["catalogue"],
+    "bench.curves": ["bench.records"],
+    "bench.plot": ["bench.curves", "bench.records"],
+    "bench.usermatrix": ["prune", "bench.sweep", "bench.matrices"],
+    "widgets.runner": ["bench.sweep", "bench.env"],
+    "widgets.view": ["bench.curves", "bench.records", "bench.plot"],
+    "widgets.controls": ["catalogue", "bench.peers", "bench.sweep", "bench.usermatrix"],
+    "widgets.explorer": ["bench.curves", "bench.records", "widgets.controls", "widgets.runner", "widgets.view"],
+    "widgets.app": ["widgets.explorer"],
+    "widgets": ["widgets.explorer"],
+}
+
+
+def test_the_explorer_parts_import_only_what_the_table_allows():
+    """Controls, runner and view know nothing of each other; only the explorer composes them.
+    Nothing converts records by parsing labels: everything reads bench/records.py's fields."""
+    wrong = []
+    for name, allowed in FRONT_END.items():
+        path = PACKAGE / (name.replace(".", "/") + ".py")
+        if not path.exists():
+            path = PACKAGE / name.replace(".", "/") / "__init__.py"
+        for imported in _imports(path, name):
+            if imported != name and imported not in allowed:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+    assert sorted(p.stem for p in (PACKAGE / "widgets").glob("*.py")) == \
+        ["__init__", "app", "controls", "explorer", "runner", "view"]

@@ -283,8 +283,37 @@ def test_a_slow_first_call_is_timed_again_before_max_call_s_skips_it():
     assert rec["status"] == "ok" and len(rec["times_s"]) == 5  # timed, not skipped
 
 
-def test_break_even_is_where_speedup_falls_through_one():
-    # a noisy line that rises through 1 before falling: the fall marks break-even
-    assert plot.break_even([(0.01, 0.8), (0.05, 3.0), (0.1, 2.0), (0.2, 0.5)]) == pytest.approx(0.15)
+def test_break_even_only_where_speedup_falls_through_one_once():
+    # a line that rises through 1 before falling has no "faster below" density: both crossings
+    # are reported instead
+    wavy = [(0.01, 0.8), (0.05, 3.0), (0.1, 2.0), (0.2, 0.5)]
+    assert plot.break_even(wavy) is None
+    assert plot.break_even_text(wavy).startswith("crosses 1 at d≈") and "0.15↓" in plot.break_even_text(wavy)
     assert plot.break_even([(0.01, 0.5), (0.1, 2.0)]) is None
-    assert plot.break_even_text([(0.01, 0.5), (0.1, 2.0)]).startswith("none")
+    assert plot.break_even_text([(0.01, 0.5), (0.1, 2.0)]).startswith("crosses 1 at d≈")
+    assert plot.break_even([(0.1, 2.0)]) is None   # one density: nothing to interpolate
+
+
+def _line(backend, speedups, densities=(0.01, 0.03, 0.1, 0.3)):
+    return [dict(backend=backend, density=d, status="ok", speedup_vs_dense=s, median_s=1e-3, times_s=[],
+                 threads=None, op="spmm", model="bert-mini", layer="ffn.up", m=1024, k=256, n=16, blocksize=1,
+                 dtype="float32", format="csr") for d, s in zip(densities, speedups)]
+
+
+def test_speedup_figure_ticks_markers_and_stamp():
+    """Ticks read 0.3×, 1×, 3×, 10×; once the ten colours repeat the markers change; the machine
+    and date given as the stamp are printed on the figure (so on an exported PNG)."""
+    recs = _line("dense", [1, 1, 1, 1])
+    recs = [dict(r, format="dense") for r in recs]
+    for i in range(12):
+        recs += _line(f"b{i}", [12 / (i + 1), 3, 1.2, 0.31])
+    fig = plot.speedup_figure(recs, stamp="Test CPU, 2 cores · 2026-12-05 07:00 UTC")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert {"0.3×", "1×", "3×", "10×"} <= set(labels)
+    lines = [l for l in ax.get_lines() if l.get_marker() in plot.MARKERS and l.get_linestyle() != "None"]
+    markers = [l.get_marker() for l in lines]
+    colours = [l.get_color() for l in lines]
+    assert markers[0] == markers[9] and markers[10] != markers[0]        # colours repeat from the 11th
+    assert colours[10] == colours[0]
+    assert any("Test CPU, 2 cores" in t.get_text() for t in fig.texts + ax.texts)

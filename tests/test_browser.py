@@ -248,6 +248,12 @@ def test_stop_button_ends_a_run_and_the_widget_stays_usable(page):
         assert page.locator(".sjl-run").is_enabled() and page.locator(".sjl-stop").is_disabled()
         table = _text(page, ".sjl-table")
         assert "stopped" in table and "1.00×" in table   # dense measured at least once, then stopped
+        # one density measured: the legend (the plot's words, beside the image) and the table
+        # claim no break-even
+        page.wait_for_function("() => document.querySelector('.sjl-legend').textContent.includes('one density')")
+        legend = page.locator(".sjl-legend").text_content()
+        assert "no break-even: one density measured" in legend and "break-even d≈" not in legend
+        assert "no break-even: one density measured" in table and "break-even d≈" not in table
         assert _text(page, ".sjl-error").strip() == ""
         # and it runs again after a stop (a small layer, to keep the test short)
         page.locator(".sjl-model select").select_option(label="BERT-mini")
@@ -286,7 +292,7 @@ def test_explorer_runs_in_jupyterlab(lab_url):
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1400, "height": 2300})   # the whole explorer in view
+            viewport={"width": 1400, "height": 1000})   # a laptop's screen
         try:
             page = ctx.new_page()
             page.set_default_timeout(30_000)
@@ -301,6 +307,9 @@ def test_explorer_runs_in_jupyterlab(lab_url):
             cell = page.locator(".jp-Notebook .jp-CodeCell").first
             prompt = cell.locator(".jp-InputArea-prompt")
             for attempt in range(3):  # a key press can land before the editor has the focus
+                dialog = page.locator(".jp-Dialog .jp-mod-accept")
+                if dialog.count() and dialog.first.is_visible():   # e.g. the kernel chooser: accept it
+                    dialog.first.click()
                 cell.locator(".jp-InputArea-editor").click()
                 page.wait_for_timeout(300)
                 page.keyboard.press("Shift+Enter")
@@ -317,12 +326,146 @@ def test_explorer_runs_in_jupyterlab(lab_url):
             page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
             page.wait_for_function(
                 "() => document.querySelector('.sjl-shape').innerText.includes('256×256')")
+            # the file browser is open beside the notebook, as a new user has it
+            if not page.locator(".jp-FileBrowser").is_visible():
+                page.locator("[data-id='filebrowser']").click()
+            page.wait_for_selector(".jp-FileBrowser", state="visible")
             _run_to_the_end(page)
             table = _text(page, ".sjl-table")
             assert "scipy:csr" in table and "break-even" in table and "×" in table
-            page.locator(".sjl-explorer").scroll_into_view_if_needed()
+            # Run and the plot on screen together, the plot beside the controls, nothing clipped
+            page.locator(".sjl-plot").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            view = {"width": 1400, "height": 1000}
+            run, plot, controls = (page.locator(s).bounding_box() for s in (".sjl-run", ".sjl-plot", ".sjl-controls"))
+            assert 0 <= run["y"] and run["y"] + run["height"] <= view["height"], run
+            assert plot["y"] < view["height"] and plot["y"] + plot["height"] > 0, plot
+            assert plot["x"] >= controls["x"] + controls["width"] - 1, (plot, controls)   # beside, not below
+            assert plot["x"] + plot["width"] <= view["width"], plot
+            clipped = page.evaluate("() => { const e = document.querySelector('.sjl-explorer');"
+                                    " return e.scrollWidth - e.clientWidth; }")
+            assert clipped <= 1, f"the explorer is {clipped} px wider than its cell"
             page.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab.png"))
+            page.locator(".sjl-table").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "explorer-jupyterlab-table.png"))
             assert errors == []
         finally:
             ctx.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+def _controls(page):
+    """The run controls' values as the page shows them."""
+    return {name: page.locator(sel).input_value() for name, sel in (
+        ("model", ".sjl-model select"), ("layer", ".sjl-layer select"), ("tokens", ".sjl-tokens input"),
+        ("op", ".sjl-op select"), ("pattern", ".sjl-pattern select"), ("dtype", ".sjl-dtype select"))}
+
+
+def test_report_load_leaves_controls_and_two_runs_overlay(page, tmp_path):
+    with _ShotOnFailure(page, 'voila-overlay'):
+        page.locator(".sjl-layer select").select_option(label="attn.out  (256×256)")
+        _set_tokens(page, 8, "256×8")
+        _run_to_the_end(page)
+        page.locator(".sjl-pattern select").select_option(label="block 16×16")
+        page.locator(".sjl-run").click()
+        # the session keeps both runs: overlay them
+        page.wait_for_function("() => document.querySelectorAll('.sjl-compare select option').length == 2",
+                               timeout=150_000)
+        _wait_text(page, ".sjl-status", ["Done"], 30_000)
+        page.locator(".sjl-compare select").select_option(index=[0, 1])
+        before = page.locator(".sjl-plot").get_attribute("src")
+        page.locator(".sjl-overlay").click()
+        _wait_text(page, ".sjl-status", ["Showing 2"], 30_000)
+        page.wait_for_function("(b) => document.querySelector('.sjl-plot').src !== b", arg=before)
+        table = _text(page, ".sjl-table")
+        assert "unstructured" in table and "16×16" in table
+        page.screenshot(path=str(ARTIFACTS / "explorer-overlay.png"), full_page=True)
+        # a report loaded by path: shown, with the run controls exactly as they were
+        controls = _controls(page)
+        report = ROOT / "benchmarks" / "results" / "quick-20261121-onepass" / "results.json.gz"
+        page.locator(".sjl-load-path input").fill(str(report))
+        page.locator(".sjl-load").click()
+        _wait_text(page, ".sjl-status", ["Loaded report"], 60_000)
+        assert "controls unchanged" in _text(page, ".sjl-status")
+        assert _controls(page) == controls
+        _no_error_shown(page)
+        assert page.js_errors == []
+
+
+def test_user_weight_from_npz_and_safetensors(page, tmp_path):
+    import numpy as np
+    import scipy.sparse as sp
+    from sparsejl import prune
+    W = prune.dense_weights(256, 128, seed=5)
+    A = prune.magnitude(W, 0.2)
+    sp.save_npz(tmp_path / "pruned.npz", A)
+    paths = [(tmp_path / "pruned.npz", "")]
+    try:
+        import torch
+        from safetensors.torch import save_file
+        save_file({"layer.weight": torch.from_numpy(np.ascontiguousarray(prune.block_magnitude(W, 0.25, 16).toarray())),
+                   "layer.bias": torch.zeros(256)}, str(tmp_path / "model.safetensors"))
+        paths.append((tmp_path / "model.safetensors", "layer.weight"))
+    except ImportError:
+        pass
+    with _ShotOnFailure(page, 'voila-user-weight'):
+        page.locator(".sjl-source button", has_text="your weight").click()
+        for path, tensor in paths:
+            page.locator(".sjl-matrix-path input").fill(str(path))
+            page.locator(".sjl-matrix-tensor input").fill(tensor)
+            page.locator(".sjl-matrix-load").click()
+            _wait_text(page, ".sjl-matrix", [path.name, "Could not"], 30_000)
+            assert "own pattern" in _text(page, ".sjl-matrix"), _text(page, ".sjl-matrix")
+            if tensor:
+                assert "16×16 blocks" in _text(page, ".sjl-matrix")
+            runs = page.locator(".sjl-compare select option").count()
+            page.locator(".sjl-run").click()
+            page.wait_for_function("(n) => document.querySelectorAll('.sjl-compare select option').length > n"
+                                   " || document.querySelector('.sjl-error').innerText.trim() !== ''",
+                                   arg=runs, timeout=150_000) if runs else \
+                _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 120_000)
+            _wait_text(page, ".sjl-status", ["Done", "Stopped", "failed"], 60_000)
+            assert "Done" in _text(page, ".sjl-status")
+            table = _text(page, ".sjl-table")
+            assert "weight MiB" in table and "no break-even: one density measured" in table
+            _no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / "explorer-user-weight.png"), full_page=True)
+        assert page.js_errors == []
+
+
+def test_launcher_stops_on_sigterm_with_voila_and_its_kernel(tmp_path):
+    """SIGTERM to `sparsejl-explorer`: Voilà and the kernel it started are gone, the port is free."""
+    import psutil
+    import urllib.request
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    log = open(tmp_path / "launcher.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "sparsejl.widgets.app", "--port", str(port), "--no-browser",
+                             "--model", "bert-mini"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(port, proc, 60)
+        try:   # a page request starts a kernel
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=90).read()
+        except Exception:
+            pass
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            if any("ipykernel" in " ".join(p.cmdline()) for p in tree if p.is_running()):
+                break
+            time.sleep(0.5)
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert any("ipykernel" in " ".join(p.cmdline()) for p in tree), "no kernel was started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 128 + signal.SIGTERM
+        _gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "the port is still served"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "launcher.log", ARTIFACTS / "launcher-sigterm.log")

@@ -5,6 +5,10 @@
 * :mod:`.peers` — one adapter per library; :mod:`.juliapeer` — Julia's SparseArrays in Julia
 * :mod:`.matrices`, :mod:`.verify` — seeded operands and the check of each result against a float64 reference
 * :mod:`.env`, :mod:`.threads` — what machine and thread settings a result came from
+* :mod:`.records` — the one record format of every measurement (CPU sweep, GPU record, explorer),
+  and the reader of every committed report
+* :mod:`.curves` — what a speedup curve claims (break-even, crossings, noisy baselines)
+* :mod:`.usermatrix` — a weight the user brings, as the sweep's operand
 * :mod:`.targets`, :mod:`.report`, :mod:`.plot` — the issue's targets, JSON/Markdown/HTML, plots
 * :mod:`.cli` — the ``sparsejl-bench`` command (also ``python -m sparsejl.bench``)
 * :mod:`.gpu` — the GPU backends' own benchmark (``python -m sparsejl.bench.gpu``)

@@ -31,7 +31,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from . import gpu_report
+from . import gpu_report, records
 from .gpu_operands import TOLERANCE, as_torch, make_bsr, make_csr, make_dense, rel_error, torch_on_cuda
 from .gpu_timing import Timer, ceilings, environment
 
@@ -42,12 +42,19 @@ TARGET_LAYERS = [("llama-2-7b", "ffn.up"), ("llama-2-7b", "ffn.down"),
 SPARSEJL_BACKENDS = ("cupy", "julia-cuda")
 
 
+def _format(case: dict, method: str) -> str:
+    if method.startswith("cublas"):
+        return "dense"
+    return "bsr" if case["blocksize"] > 1 and case["op"] == "spmm" else "csr"
+
+
 def _record(case: dict, method: str, library: str, status: str, reason: Optional[str] = None, **figures) -> dict:
-    rec = dict(case, backend=method, library=library, status=status, reason=reason, check_error=None,
-               device_s=None, wall_s=None, graph_device_s=None, graph_wall_s=None, median_s=None,
-               speedup_vs_dense=None, wall_speedup_vs_dense=None, graph_speedup_vs_dense=None, headline=True)
+    """A record of sparsejl.bench.records' schema, with the GPU figures."""
+    rec = dict(case, backend=method, library=library, format=_format(case, method), status=status, reason=reason,
+               device_s=None, wall_s=None, graph_device_s=None, graph_wall_s=None, wall_speedup_vs_dense=None,
+               graph_speedup_vs_dense=None)
     rec.update(figures)
-    return rec
+    return records.record(**rec)
 
 
 def _time(case: dict, method: str, library: str, fn: Callable[[int], object], ref, timer: Timer, *, graph,
@@ -252,7 +259,7 @@ def main(argv=None):
     gpu = str(env.get("gpu", "gpu")).replace("NVIDIA ", "").replace(" ", "-")
     base = os.path.join(args.out, f"gpu-{gpu}-{stamp}")
     os.makedirs(args.out, exist_ok=True)
-    records: List[dict] = []
+    found: List[dict] = []
     for case, make_A in plan(args.quick):
         if args.only and not any(s in label(case) for s in args.only):
             continue
@@ -263,18 +270,17 @@ def main(argv=None):
         except Exception:
             print(f"CASE FAILED {label(case)}\n{traceback.format_exc()}", flush=True)
             continue
-        records += recs
+        found += recs
         free_device_memory()
         print(f"== {label(case)} ({time.perf_counter() - t0:.1f} s)", flush=True)
         for r in recs:
             print("   " + gpu_report.line(r), flush=True)
         with open(base + ".json", "w") as f:
-            json.dump({"meta": gpu_report.GPU_RECORD_META, "environment": env, "ceilings": ceil,
-                       "records": records}, f, indent=1)
+            f.write(records.dumps(found, env, gpu_report.GPU_RECORD_META, ceilings=ceil))
     with open(base + ".md", "w") as f:
-        f.write(gpu_report.report(env, ceil, records, label))
+        f.write(gpu_report.report(env, ceil, found, label))
     print("wrote", base + ".json", base + ".md")
-    return records
+    return found
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ class CaseResult:
     floor_memory_ms: Optional[float] = None
     floor_l2_ms: Optional[float] = None
     methods: List[MethodResult] = field(default_factory=list)
+    model: str = ""      # the catalogue's model and layer (records.py reads these, never the label)
+    layer: str = ""
 
 
 def _stats(times):
@@ -529,7 +531,7 @@ def main(argv=None):
         cfg64 += [c[:5] + (d,) + c[6:] for c in cfg64 if isinstance(c, tuple) and c[0] == "tma" and c[4] == 2
                   and c[1:3] in ((2, 4), (1, 3)) and (len(c) > 6 and c[6] == 1) for d in (1, 2, 3)]
 
-    plan = []  # (label, thunk)
+    plan = []  # (label, model, layer, thunk)
     layers = TARGET_LAYERS if not args.quick else [("bert-large", "ffn.down")]
     densities = (0.10, 0.25) if not args.quick else (0.10,)
     seed = 1
@@ -539,7 +541,7 @@ def main(argv=None):
             for d in densities:
                 seed += 10
                 label = f"{model} {layer} n={n} b={b} d={d}"
-                plan.append((label, lambda m=m, k=k, n=n, b=b, d=d, s=seed, label=label: spmm_case(
+                plan.append((label, model, layer, lambda m=m, k=k, n=n, b=b, d=d, s=seed, label=label: spmm_case(
                     label, make_bsr(m, k, b, d, "float16", s), n, "float16", timer, ceil,
                     cfg64 if b == 64 else cfg32, s)))
     if not args.quick:
@@ -547,38 +549,39 @@ def main(argv=None):
             m, k, n = catalogue.mkn(model, layer, tokens=TOKENS)
             seed += 10
             label = f"{model} {layer} n={n} b=64 d=0.1 bf16"
-            plan.append((label, lambda m=m, k=k, n=n, s=seed, label=label: spmm_case(
+            plan.append((label, model, layer, lambda m=m, k=k, n=n, s=seed, label=label: spmm_case(
                 label, make_bsr(m, k, 64, 0.1, "bfloat16", s), n, "bfloat16", timer, ceil, [], s)))
         for model, layer in BERT_BASE_LAYERS:
             m, k, n = catalogue.mkn(model, layer, tokens=512)
             for b in (32,):
                 seed += 10
                 label = f"{model} {layer} n={n} b={b} d=0.1"
-                plan.append((label, lambda m=m, k=k, n=n, b=b, s=seed, label=label: spmm_case(
+                plan.append((label, model, layer, lambda m=m, k=k, n=n, b=b, s=seed, label=label: spmm_case(
                     label, make_bsr(m, k, b, 0.1, "float16", s), n, "float16", timer, ceil, cfg32, s)))
     for dt in (("float32", "float16") if not args.quick else ("float32",)):
         m, k, n = catalogue.mkn("llama-2-7b", "ffn.down", tokens=TOKENS)
         seed += 10
         label = f"llama-2-7b ffn.down n={n} CSR d=0.1 {dt}"
-        plan.append((label, lambda m=m, k=k, n=n, s=seed, dt=dt, label=label: spmm_case(
+        plan.append((label, "llama-2-7b", "ffn.down", lambda m=m, k=k, n=n, s=seed, dt=dt, label=label: spmm_case(
             label, make_csr(m, k, 0.1, dt, s), n, dt, timer, ceil, [], s)))
     for mm, d in ([(4096, 0.01), (16384, 0.001)] if not args.quick else [(2048, 0.01)]):
         for dt in ("float32",) if args.quick else ("float32", "float64"):
             seed += 10
             label = f"random {mm}x{mm} d={d} {dt}"
-            plan.append((label, lambda mm=mm, d=d, s=seed, dt=dt, label=label: spgemm_case(label, mm, d, dt, timer, s)))
+            plan.append((label, "random", f"{mm}x{mm}", lambda mm=mm, d=d, s=seed, dt=dt, label=label: spgemm_case(label, mm, d, dt, timer, s)))
 
     cases: List[CaseResult] = []
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
     gpu = str(env.get("gpu", "gpu")).replace("NVIDIA ", "").replace(" ", "-")
     base = os.path.join(args.out, f"gpu-diagnostics-{gpu}-{stamp}")
     os.makedirs(args.out, exist_ok=True)
-    for label, thunk in plan:
+    for label, model, layer, thunk in plan:
         if args.only and not any(s in label for s in args.only):
             continue
         t0 = time.perf_counter()
         try:
             case = thunk()
+            case.model, case.layer = model, layer
         except Exception:
             print(f"CASE FAILED {label}\n{traceback.format_exc()}", flush=True)
             continue

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional
 
+from .records import BASELINES
+
 #: what a GPU record is, written as its "meta" (the explorer reads title and baseline from it)
-GPU_RECORD_META = {"title": "GPU benchmark", "baseline": "cuBLAS (torch.matmul)"}
+GPU_RECORD_META = {"title": "GPU benchmark", "baseline": BASELINES["cublas"]}
 
 
 def _us(s: Optional[float]) -> str:

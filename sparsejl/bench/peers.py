@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import julia_source
 
-__all__ = ["Contender", "CONTENDERS", "get", "names", "CPU_DEFAULT", "MAIN_JOB"]
+__all__ = ["Contender", "CONTENDERS", "get", "names", "CPU_DEFAULT", "MAIN_JOB", "Status", "statuses"]
 
 
 class Contender:
@@ -405,3 +405,37 @@ def get(name) -> Contender:
 
 def names() -> List[str]:
     return list(CONTENDERS)
+
+
+class Status(NamedTuple):
+    """A contender as a front end lists it: ``sweepable`` False for sparsejl backends that the
+    sweep cannot time (the GPU ones: their numbers come from ``python -m sparsejl.bench.gpu``)."""
+    name: str
+    device: str
+    library: str
+    fmt: str
+    available: bool
+    reason: Optional[str]
+    sweepable: bool = True
+
+
+def statuses() -> List[Status]:
+    """Every contender, whether it is usable here and why not; then sparsejl's backends (from
+    the one registry, ``sparsejl.backends()``) that no contender times."""
+    out = []
+    for name, c in CONTENDERS.items():
+        try:
+            ok, why = c.availability()
+        except Exception as exc:
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        out.append(Status(name, "cpu", c.library, c.fmt, bool(ok), why))
+    from ..backends import backends as registered
+    swept = {getattr(c, "backend", None) for c in CONTENDERS.values()}
+    for b in registered():
+        if b.name in swept or b.device != "gpu":
+            continue
+        why = b.reason if not b.available else (
+            "usable here, but sparsejl.bench.sweep has no GPU contender: measure with "
+            "python -m sparsejl.bench.gpu and load its report")
+        out.append(Status(b.name, "gpu", "sparsejl", "", False, why, sweepable=False))
+    return out

@@ -12,7 +12,7 @@ import os
 import re
 from typing import List, Optional, Sequence
 
-from . import plot, targets
+from . import plot, records as _records, targets
 
 __all__ = ["write", "write_json", "render_markdown", "render_html", "blocks", "fmt_time"]
 
@@ -82,9 +82,9 @@ def _slug(text: str) -> str:
 
 
 def write_json(path: str, records: Sequence[dict], env: dict, meta: dict, verdicts) -> None:
+    """The report in :mod:`sparsejl.bench.records`' format, with the targets' verdicts."""
     with open(path, "w") as f:
-        json.dump({"meta": meta, "environment": env, "targets": verdicts, "records": list(records)},
-                  f, indent=1, default=str)
+        f.write(_records.dumps(records, env, meta, targets=verdicts))
 
 
 def _env_rows(env: dict) -> List[List[str]]:
@@ -158,8 +158,8 @@ def blocks(records: Sequence[dict], env: dict, meta: dict, verdicts, plot_files)
         out.append(("p", "None: every peer ran."))
 
     out.append(("h", 2, "Results"))
-    for key, recs in plot.groups(records).items():
-        title = plot.group_title(recs[0])
+    for key, recs in _records.groups(records).items():
+        title = _records.group_title(recs[0])
         out.append(("h", 3, title))
         if key in plot_files:
             out.append(("img", plot_files[key], title))
@@ -248,10 +248,10 @@ def write(out_dir: str, records: Sequence[dict], env: dict, meta: dict, *, html_
     plot_files = {}
     if plots:
         os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
-        for key, recs in plot.groups(records).items():
+        for key, recs in _records.groups(records).items():
             if len({r["density"] for r in recs}) < 2:
                 continue  # one density is a table, not a line
-            name = os.path.join("plots", _slug(plot.group_title(recs[0])) + ".png")
+            name = os.path.join("plots", _slug(_records.group_title(recs[0])) + ".png")
             fig = plot.speedup_figure(recs)
             fig.savefig(os.path.join(out_dir, name), dpi=100)
             plot_files[key] = name

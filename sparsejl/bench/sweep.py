@@ -66,13 +66,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .verify import verify
-from . import matrices, peers
+from . import matrices, peers, records as _records
 
 __all__ = ["Case", "run", "RECORD_FIELDS"]
 
-RECORD_FIELDS = ("backend", "library", "format", "threads", "status", "reason", "times_s",
-                 "median_s", "calls_per_sample", "speedup_vs_dense", "peak_bytes",
-                 "output_bytes", "nnz", "actual_density", "check_error")
+RECORD_FIELDS = _records.MEASUREMENT_FIELDS   # the one schema: sparsejl.bench.records
 
 #: A timed sample lasts at least this long: fast calls are repeated within it.
 MIN_SAMPLE_S = 2e-3
@@ -210,7 +208,7 @@ def _record(case: Case, c: peers.Contender, status: str, reason=None, **extra) -
                speedup_vs_dense=None, peak_bytes=None, output_bytes=None, nnz=None,
                actual_density=None, check_error=None, cold_s=None, after_dense_s=None)
     rec.update(extra)
-    return rec
+    return _records.normalize(rec)
 
 
 def _checked(case, c, A, B, ref, bound, max_call_s):
@@ -333,8 +331,12 @@ def _attention_product(case):
 def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: int = 1,
         progress: Optional[Callable[[dict, int, int], None]] = None,
         should_stop: Optional[Callable[[], bool]] = None,
-        max_call_s: Optional[float] = None, user_path: bool = True) -> List[dict]:
+        max_call_s: Optional[float] = None, user_path: bool = True,
+        operands: Optional[Callable[[Case], tuple]] = None) -> List[dict]:
     """Measure every backend on every case; see the module docstring for the records.
+
+    ``operands(case)`` gives ``(A, B)`` (A SciPy CSR) instead of the seeded random ones of
+    :func:`sparsejl.bench.matrices.operands`: a matrix the user brings, with its own pattern.
 
     ``repeats`` must be at least 5 (the median of fewer is not reported). ``max_call_s``
     skips timing a backend whose checked call alone took longer (its one time is kept).
@@ -357,7 +359,7 @@ def run(cases: Iterable[Case], backends: Sequence, *, repeats: int = 5, warmup: 
             settle_s = min(SETTLE_S, previous.spin_s)
             rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s, user_path)
             if rec is None:  # operands needed: built once per case, on first need
-                A, B = matrices.operands(case)
+                A, B = (operands or matrices.operands)(case)
                 built = (A, B) + matrices.reference(case.op, A, B, case.density)
                 rec = _one(case, c, built, too_slow, repeats, warmup, max_call_s, stop, settle_s, user_path)
             recs.append(rec)
