@@ -111,7 +111,10 @@ FRONT_END = {
     "widgets.runner": ["bench.sweep", "bench.env"],
     "widgets.view": ["bench.curves", "bench.records", "bench.plot"],
     "widgets.controls": ["catalogue", "bench.peers", "bench.sweep", "bench.usermatrix"],
-    "widgets.explorer": ["bench.curves", "bench.records", "widgets.controls", "widgets.runner", "widgets.view"],
+    "bench.model_predict": ["catalogue", "bench.matrices", "bench.sweep", "bench.verify"],
+    "widgets.model_view": ["catalogue", "bench.model_predict"],
+    "widgets.explorer": ["catalogue", "bench.curves", "bench.records", "widgets.controls", "widgets.runner",
+                         "widgets.view", "widgets.model_view"],
     "widgets.app": ["widgets.explorer"],
     "widgets": ["widgets.explorer"],
 }
@@ -130,4 +133,4 @@ def test_the_explorer_parts_import_only_what_the_table_allows():
                 wrong.append(f"{name} imports {imported}")
     assert wrong == []
     assert sorted(p.stem for p in (PACKAGE / "widgets").glob("*.py")) == \
-        ["__init__", "app", "controls", "explorer", "runner", "view"]
+        ["__init__", "app", "controls", "explorer", "model_view", "runner", "view"]

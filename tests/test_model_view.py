@@ -53,3 +53,10 @@ def test_model_view_measures_every_layer_of_a_block():
     before = view.summary.value
     view.rest_w.value = 0.9 if view.rest_w.value < 0.5 else 0.1
     assert view.summary.value != before, "the prediction follows the dense-rest slider"
+
+
+def test_the_explorer_holds_the_model_view():
+    from sparsejl.widgets import DensityExplorer
+    ex = DensityExplorer(model="gpt2", tokens=16)
+    assert isinstance(ex.model_view, ModelView) and ex.model_view.model_w.value == "gpt2"
+    assert ex.model_view in ex.model_w_box.children
