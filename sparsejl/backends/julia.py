@@ -57,7 +57,15 @@ def _weight_slots(W, data) -> dict:
 
 
 def linear(W, X, bias, out):
-    """out (n×m) = X (n×k) @ W.T + bias (None or m values); all C-contiguous, one dtype."""
+    """out (n×m) = X (n×k) @ W.T + bias (None or m values); all C-contiguous, one dtype.
+
+    One token (decoding) is W times a column: X's row is that column and out's row the result,
+    so the matrix × vector kernels of spmm serve it, which are made for it."""
+    if X.shape[0] == 1:
+        spmm(W, X.reshape(-1, 1), out.reshape(-1, 1))
+        if bias is not None:
+            out += bias
+        return out
     entry = abi.entry(f"{W.format}_linear")
     runtime.get().call(entry.key(W.data.dtype, W.indices.dtype),
                        entry.pack(n=X.shape[0], data=_ptr(W.data), X=_ptr(X), Y=_ptr(out),
