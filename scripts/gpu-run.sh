@@ -2,6 +2,7 @@
 # On a GPU machine: Julia from the carried .device folder (docs/gpu-notes.md), the C extension,
 # then the GPU tests and/or the GPU record, logs and records under $OUT (default ./gpu-out).
 #   bash scripts/gpu-run.sh tests|record|all [ARGS for sparsejl.bench.gpu]
+#   bash scripts/gpu-run.sh decode [ARGS for sparsejl.bench.gpu_decode]   (issue 17: its tests, then its record)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -20,5 +21,9 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
 fi
 if [ "$what" = record ] || [ "$what" = all ]; then
   python3 -m sparsejl.bench.gpu --out "$out" --direct "$@" 2>&1 | tee "$out/bench.log" || status=1
+fi
+if [ "$what" = decode ]; then
+  python3 -m pytest -q -ra -p no:cacheprovider tests/gpu/test_gpu_decode.py 2>&1 | tee "$out/tests-decode.txt" || status=1
+  python3 -m sparsejl.bench.gpu_decode --out "$out" "$@" 2>&1 | tee "$out/bench-decode.log" || status=1
 fi
 exit $status
