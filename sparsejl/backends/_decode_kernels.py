@@ -54,10 +54,14 @@ def prepare(view, dtype=None):
         raise TypeError(f"a prepared weight holds float16 or bfloat16 values, got {dtype.name}; "
                         "pass dtype=cupy.float16 (or bfloat16) to convert")
     m, k = view.shape
+    if m >= 2**31 or k >= 2**31:
+        raise ValueError(f"shape {view.shape}: the decoding kernels take fewer than 2**31 rows and columns")
     if view.format == "bsr" and view.blocksize in BSR_BLOCKSIZES:
         b = view.blocksize
         nnzb = int(view.indptr[-1])
-        return Prepared("bsr", view.shape, dtype, values=view.data[:nnzb].astype(dtype),
+        if nnzb >= 2**31:
+            raise ValueError(f"{nnzb} stored blocks: the decoding kernels index at most 2**31 - 1")
+        return Prepared("bsr", view.shape, dtype, values=view.data[:nnzb].astype(dtype, order="C"),
                         index=view.indices[:nnzb].astype(np.int32), tile_ptr=view.indptr.astype(np.int32),
                         blocksize=b, tiles=nnzb, row_blocks=m // b, stored=nnzb * b * b)
     csr = bsr_to_csr(view) if view.format == "bsr" else view
