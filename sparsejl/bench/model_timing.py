@@ -2,8 +2,10 @@
 the same layer's time alone, from which the Amdahl breakdown is made.
 
 A layer's time inside the model includes what it loses to the libraries around it (PyTorch's
-threads still spinning when sparsejl's start, and the reverse); its time alone, back to back on
-the input it last saw, does not. Their difference is the time lost to that competition.
+threads still spinning when sparsejl's start, and the reverse); its time alone does not: every
+layer called on the input it last saw, in the model's order with nothing between them, so that
+caches are as the model leaves them. Their difference is the time lost to that competition (and
+to the forward hooks that clock it, a few µs a layer).
 """
 
 from __future__ import annotations
@@ -82,13 +84,21 @@ class LayerClock:
 
 def alone_seconds(layers: Dict[str, nn.Module], inputs: Dict[str, torch.Tensor],
                   repeats: int = 7, sync: Callable[[], None] = _nothing) -> Dict[str, float]:
-    """Each layer's median time on its last input, called back to back with nothing between."""
-    out = {}
+    """Each layer's median time on its last input with nothing of the model between the layers:
+    all of them called in the model's order, round after round, so that each finds the caches
+    as the model leaves them (a layer called back to back on itself would find its weight
+    cached), but no other library's product runs before it."""
+    times: Dict[str, list] = {name: [] for name in layers}
     with torch.inference_mode():
-        for name, mod in layers.items():
-            x = inputs[name]
-            out[name] = median_seconds(lambda: mod(x), repeats, warmup=2, sync=sync)
-    return out
+        for round_ in range(repeats + 1):
+            for name, mod in layers.items():
+                x = inputs[name]
+                t0 = time.perf_counter()
+                mod(x)
+                sync()
+                if round_:                       # the first round warms up
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def breakdown(run: Callable[[], object], layers: Dict[str, nn.Module], units: int,
