@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-julia.sh
-python3 -m pip install -q --disable-pip-version-check -e ".[test,bench,peers,jupyter]"
+python3 -m pip install -q --disable-pip-version-check -e ".[test,bench,peers,jupyter,models]"
 # PyTorch's CPU build lies on these machines as a file; it is a benchmark peer, not a dependency.
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" \
   || echo "setup: torch 2.13.0 not installable here; the benchmarks will report PyTorch as missing"

@@ -170,6 +170,9 @@ _ALL = [
     # num_attention_heads, num_hidden_layers
     _bert_like("bert-mini", "BERT-mini", 256, 1024, 4, 4,
                "google/bert_uncased_L-4_H-256_A-4 config.json", _BERT_NAMES),
+    # all-MiniLM-L6-v2 (sentence-transformers): a BERT of 6 layers, hidden 384, FFN 1536, 12 heads
+    _bert_like("minilm-l6", "all-MiniLM-L6-v2", 384, 1536, 12, 6,
+               "sentence-transformers/all-MiniLM-L6-v2 config.json", _BERT_NAMES),
     _bert_like("bert-base", "BERT-base", 768, 3072, 12, 12,
                "bert-base-uncased config.json", _BERT_NAMES),
     _bert_like("bert-large", "BERT-large", 1024, 4096, 16, 24,
@@ -186,6 +189,8 @@ _ALL = [
     _opt("opt-1.3b", "OPT-1.3B", 2048, 8192, 32, 24, "facebook/opt-1.3b config.json"),
     # Llama: hidden_size, intermediate_size, num_attention_heads, num_key_value_heads,
     # num_hidden_layers
+    _llama("llama-3.2-1b", "Llama-3.2-1B", 2048, 8192, 32, 8, 16,
+           "meta-llama/Llama-3.2-1B config.json"),
     _llama("llama-2-7b", "Llama-2-7B", 4096, 11008, 32, 32, 32,
            "meta-llama/Llama-2-7b-hf config.json"),
     _llama("llama-2-13b", "Llama-2-13B", 5120, 13824, 40, 40, 40,

@@ -18,6 +18,8 @@ import weakref
 import numpy as np
 import scipy.sparse as sp
 
+from . import interop
+
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MAX_BLOCKSIZE = 128
@@ -150,6 +152,11 @@ class CSR(_Compressed):
         return cls(out.data, out.indices.astype(index_dtype, copy=False),
                    out.indptr.astype(index_dtype, copy=False), out.shape)
 
+    @classmethod
+    def from_torch(cls, t) -> "CSR":
+        """A view over a PyTorch sparse CSR tensor's arrays (CPU or CUDA), no copy."""
+        return _from_torch(cls, t)
+
     def to_scipy(self):
         """A SciPy csr_array sharing these arrays (NumPy-held views only)."""
         out = sp.csr_array((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
@@ -217,6 +224,11 @@ class BSR(_Compressed):
         return cls(out.data, out.indices.astype(index_dtype, copy=False),
                    out.indptr.astype(index_dtype, copy=False), out.shape, blocksize)
 
+    @classmethod
+    def from_torch(cls, t) -> "BSR":
+        """A view over a PyTorch sparse BSR tensor's arrays (CPU or CUDA), no copy."""
+        return _from_torch(cls, t)
+
     def to_scipy(self):
         """A SciPy bsr_array sharing these arrays (NumPy-held views only)."""
         b = self.blocksize
@@ -231,10 +243,23 @@ class BSR(_Compressed):
                 f"dtype={self.dtype}, index={self.indices.dtype}>")
 
 
+def _from_torch(cls, t):
+    parts = interop.torch_sparse_parts(t)
+    if parts is None or parts[0] != cls.format:
+        raise TypeError(f"expected a PyTorch sparse {cls.format.upper()} tensor, got "
+                        f"{getattr(t, 'layout', type(t).__name__)}")
+    fmt, data, indices, indptr, shape, b = parts
+    return CSR(data, indices, indptr, shape) if fmt == "csr" else BSR(data, indices, indptr, shape, b)
+
+
 def as_view(a) -> CSR | BSR:
-    """sparsejl's view of a sparse operand: own types as they are, SciPy CSR/BSR wrapped in place."""
+    """sparsejl's view of a sparse operand: own types as they are; SciPy and CuPy CSR/BSR and
+    PyTorch sparse CSR/BSR tensors wrapped in place."""
     if isinstance(a, (CSR, BSR)):
         return a
+    parts = interop.torch_sparse_parts(a)
+    if parts is not None:
+        return _from_torch(CSR if parts[0] == "csr" else BSR, a)
     fmt = getattr(a, "format", None)
     if fmt == "csr" and hasattr(a, "indptr"):
         return CSR(a.data, a.indices, a.indptr, a.shape)
@@ -310,3 +335,40 @@ def _all_value_dtypes(view):
         return VALUE_DTYPES
     from .backends import _cuda
     return _cuda.value_dtypes()
+
+
+class Prepared:
+    """A sparse weight prepared once for GPU products with few columns (`sparsejl.prepare`).
+
+    It holds its own device arrays in the layout the decoding kernels read (`layout`: "bitmap" for
+    unstructured weights, 16-row × 64-column tiles of a bitmask each and packed values; "bsr" for
+    16/32/64 blocks), made from the source's values at prepare time: later changes to the source
+    are not seen; prepare it again. `spmm(prepared, B)` takes B of the prepared `dtype`.
+    """
+
+    format = "prepared"
+
+    def __init__(self, layout, shape, dtype, *, values, index, tile_ptr, blocksize, tiles, row_blocks, stored):
+        self.layout, self.shape, self.dtype = layout, tuple(shape), np.dtype(dtype)
+        self.values, self.index, self.tile_ptr = values, index, tile_ptr
+        self.blocksize, self.tiles, self.row_blocks, self.stored = blocksize, tiles, row_blocks, stored
+        self.data = values          # what array_module and the operand checks look at
+        self.plans = {}             # the kernel's launch plans, by column count and stream (backends)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the prepared arrays: what one product reads of the weight."""
+        return int(self.values.nbytes + self.index.nbytes + self.tile_ptr.nbytes)
+
+    @property
+    def density(self) -> float:
+        m, n = self.shape
+        return self.stored / (m * n) if m and n else 0.0
+
+    def arrays(self):
+        return (("A.values", self.values), ("A.index", self.index), ("A.tile_ptr", self.tile_ptr))
+
+    def __repr__(self) -> str:
+        return (f"<sparsejl.Prepared {self.shape[0]}x{self.shape[1]}, layout={self.layout}"
+                + (f", blocksize={self.blocksize}" if self.layout == "bsr" else "")
+                + f", stored={self.stored}, dtype={self.dtype}, {self.nbytes / 2**20:.1f} MiB>")

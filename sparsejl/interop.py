@@ -81,12 +81,52 @@ def native(x):
     return x, None
 
 
+def torch_sparse_parts(t):
+    """(format, data, indices, indptr, shape, blocksize) of a PyTorch sparse CSR or BSR tensor, as
+    NumPy or CuPy arrays over its memory, or None for anything else."""
+    if not type(t).__module__.startswith("torch"):
+        return None
+    import torch
+    if not isinstance(t, torch.Tensor) or t.layout not in (torch.sparse_csr, torch.sparse_bsr):
+        return None
+    if t.dim() != 2:
+        raise ValueError(f"a sparse matrix has 2 dimensions, got a {t.dim()}-D sparse tensor")
+    data, _ = native(t.values())
+    indices, _ = native(t.col_indices())
+    indptr, _ = native(t.crow_indices())
+    if t.layout == torch.sparse_csr:
+        return "csr", data, indices, indptr, tuple(t.shape), 1
+    b = tuple(t.values().shape[1:])
+    if len(b) != 2 or b[0] != b[1]:
+        raise ValueError(f"sparsejl's BSR uses square blocks, got blocks of shape {b}")
+    return "bsr", data, indices, indptr, tuple(t.shape), b[0]
+
+
+def is_torch_sparse(a) -> bool:
+    return type(a).__module__.startswith("torch") and getattr(a, "layout", None) is not None and \
+        str(a.layout) in ("torch.sparse_csr", "torch.sparse_bsr")
+
+
+def torch_sparse_back(result):
+    """A SciPy/CuPy/sparsejl CSR or BSR result as a PyTorch sparse tensor over the same arrays."""
+    import torch
+
+    def tensor(a):
+        a = np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a
+        return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    indptr, indices, data = tensor(result.indptr), tensor(result.indices), tensor(result.data)
+    indices = indices.to(indptr.dtype)
+    if result.format == "bsr":
+        return torch.sparse_bsr_tensor(indptr, indices, data, size=tuple(result.shape))
+    return torch.sparse_csr_tensor(indptr, indices, data, size=tuple(result.shape))
+
+
 def _from_torch(x):
     import torch
     if not isinstance(x, torch.Tensor):
         return x, None
     if x.layout != torch.strided:
-        raise TypeError(f"a dense tensor is needed here, got layout {x.layout}")
+        raise TypeError(f"a dense tensor is needed here, got layout {x.layout} (sparse tensors go in as A)")
     x = x.detach()
     if x.device.type == "cpu":
         if x.dtype == torch.bfloat16:

@@ -1,4 +1,4 @@
-"""spmm and spgemm: the caller's operands -> validated views -> one backend -> the caller's kind."""
+"""spmm, spgemm and prepare: the caller's operands -> validated views -> one backend -> the caller's kind."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from . import interop
 from .backends import select as _select_backend
-from .formats import array_module, as_view, check_value_dtype, checked_once
+from .formats import Prepared, array_module, as_view, check_value_dtype, checked_once
 
 
 def _where(a) -> str:
@@ -81,11 +81,18 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     overlap A or B) and `out` is returned. On the GPU nothing waits for the device: the product is
     queued on the current stream (a CUDA graph may capture it).
     """
-    view = as_view(A)
-    B, caller = interop.native(B)
-    chosen = _select_backend(backend, _same_device(view, B))
-    view = _sparse_operand(view, A, chosen)
+    if isinstance(A, Prepared):
+        B, caller = interop.native(B)
+        view, chosen = A, _prepared_backend(backend, A, B)
+    else:
+        view = as_view(A)
+        B, caller = interop.native(B)
+        chosen = _select_backend(backend, _same_device(view, B))
+        view = _sparse_operand(view, A, chosen)
     B, vector = _dense_operand(B, view.shape[1], chosen)
+    if view.format == "prepared" and B.dtype != view.dtype:
+        raise TypeError(f"A is a weight prepared in {view.dtype.name} but B has dtype {B.dtype.name}; "
+                        f"cast B, or prepare A with dtype={B.dtype.name}")
     dtype = B.dtype if view.data.dtype == B.dtype else np.result_type(view.data.dtype, B.dtype)
     m, n = view.shape[0], B.shape[1]
     made = None if out is not None or caller is None else caller.empty((m, n), dtype)
@@ -97,8 +104,9 @@ def spmm(A, B, *, backend: str | None = None, out=None):
         target, _ = interop.native(out)
         if array_module(target) is not array_module(B):
             raise TypeError(f"out is on the {_where(target)} but the operands are on the {_where(B)}")
-        _check_out(target, (m,) if vector else (m, n), dtype,
-                   [("B", B), ("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)])
+        arrays = view.arrays() if view.format == "prepared" else \
+            [("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)]
+        _check_out(target, (m,) if vector else (m, n), dtype, [("B", B), *arrays])
         target = target.reshape(m, n)
     with caller.stream() if caller is not None else _NO_STREAM:
         chosen.spmm(view, B, target)
@@ -108,6 +116,37 @@ def spmm(A, B, *, backend: str | None = None, out=None):
         return out_of_caller.reshape(m) if vector else out_of_caller
     result = target.reshape(m) if vector else target
     return caller.back(result) if caller is not None else result
+
+
+def _prepared_backend(name, A, B):
+    """The GPU backend that multiplies prepared weights (`name`, or the default)."""
+    if array_module(B) is np:
+        raise TypeError("A is a weight prepared for the GPU but B is on the CPU; move B to the GPU")
+    chosen = _select_backend(name, True)
+    if chosen.prepare is None:
+        raise TypeError(f"backend {chosen.name!r} does not multiply prepared weights; use backend='cupy'")
+    return chosen
+
+
+def prepare(A, *, dtype=None, backend: str | None = None) -> Prepared:
+    """A GPU weight prepared once for fast products with few columns (decoding: 1-64 tokens).
+
+    `A` is a CSR or BSR matrix of CuPy arrays (cupyx.scipy.sparse, or sparsejl.CSR/BSR). Its
+    structure is checked here, once (this waits for the device); the conversion runs on the GPU.
+    Unstructured weights become bitmap tiles (2·density + 1/8 bytes per weight in float16); BSR
+    with 16, 32 or 64 blocks keeps its blocks. The values are converted to `dtype` (float16 or
+    bfloat16; default A's). The result is a snapshot: changes to A afterwards are not seen.
+    `spmm(prepared, B)` then multiplies it by a B of that dtype, without waiting for the device.
+    """
+    view = as_view(A)
+    if array_module(view.data) is np:
+        raise TypeError("prepare makes a GPU weight: A must hold CuPy arrays "
+                        "(cupyx.scipy.sparse.csr_matrix(A) moves a SciPy matrix to the GPU)")
+    chosen = _select_backend(backend, True)
+    if chosen.prepare is None:
+        raise TypeError(f"backend {chosen.name!r} does not prepare weights; use backend='cupy'")
+    view.check_format(full=True, value_dtypes=chosen.value_dtypes())
+    return chosen.prepare(view, dtype)
 
 
 class _NoStream:
@@ -133,8 +172,9 @@ def _allocate(xp, shape, dtype):
 def spgemm(A, B, *, backend: str | None = None):
     """A @ B for two sparse matrices: CSR @ CSR -> CSR, BSR @ BSR (one blocksize) -> BSR.
 
-    The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates.
-    On the GPU it waits for the device once, to size the result (cuSPARSE counts it first).
+    The result is a SciPy (or CuPy) sparse array in canonical form: sorted indices, no duplicates;
+    a PyTorch sparse tensor of A's layout when A is one. On the GPU it waits for the device once,
+    to size the result (cuSPARSE counts it first).
     """
     a, b = as_view(A), as_view(B)
     chosen = _select_backend(backend, _same_device(a, b.data))
@@ -146,4 +186,5 @@ def spgemm(A, B, *, backend: str | None = None):
         raise ValueError(f"block sizes differ: {a.blocksize} for A and {b.blocksize} for B")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"dimension mismatch: A is {a.shape[0]}x{a.shape[1]}, B is {b.shape[0]}x{b.shape[1]}")
-    return chosen.spgemm(a, b)
+    product = chosen.spgemm(a, b)
+    return interop.torch_sparse_back(product) if interop.is_torch_sparse(A) else product

@@ -54,7 +54,7 @@ def test_python_and_julia_read_the_same_table(rt):
     julia = [" ".join(row.split()) for row in rt.eval(JULIA_TABLE).splitlines()]
     python = [" ".join(row.split()) for row in python_table()]
     assert python == julia
-    assert len([r for r in python if r.startswith("entry")]) == 16
+    assert len([r for r in python if r.startswith("entry")]) == 22
 
 
 def test_pack_puts_named_slots_in_the_table_order():

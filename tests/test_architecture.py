@@ -15,16 +15,22 @@ ALLOWED = {
     "runtime": ["julia", "abi"],
     "backends._cuda": [],
     "backends.protocol": [],
-    "formats": ["backends._cuda"],
+    "formats": ["backends._cuda", "interop"],
     "interop": ["backends._cuda"],
     "backends": ["backends."],
     "ops": ["interop", "formats", "backends"],
+    "layer_ops": ["interop", "formats", "backends", "ops"],
+    "torch.ops": ["interop", "layer_ops", "formats"],
+    "torch.cuda_linear": ["interop"],
+    "torch.linear": ["torch.ops", "torch.cuda_linear"],
+    "torch.sparsify": ["torch"],
+    "torch": ["torch.linear", "torch.sparsify"],
     "catalogue": [],
     "prune": [],
-    "": ["backends", "formats", "ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
+    "": ["backends", "formats", "ops", "layer_ops", "runtime", "prune", "catalogue"],   # sparsejl/__init__
 }
-GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._cusparse",
-             "backends._cukernel", "backends._bsr_kernels"]
+GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._gpu_linear", "backends._cusparse",
+             "backends._cukernel", "backends._bsr_kernels", "backends._decode_kernels"]
 BACKEND_MODULE = GPU_PARTS + ["backends.protocol", "abi", "runtime"]
 
 
@@ -105,7 +111,10 @@ FRONT_END = {
     "widgets.runner": ["bench.sweep", "bench.env"],
     "widgets.view": ["bench.curves", "bench.records", "bench.plot"],
     "widgets.controls": ["catalogue", "bench.peers", "bench.sweep", "bench.usermatrix"],
-    "widgets.explorer": ["bench.curves", "bench.records", "widgets.controls", "widgets.runner", "widgets.view"],
+    "bench.model_predict": ["catalogue", "bench.matrices", "bench.sweep", "bench.verify"],
+    "widgets.model_view": ["catalogue", "bench.model_predict"],
+    "widgets.explorer": ["catalogue", "bench.curves", "bench.records", "widgets.controls", "widgets.runner",
+                         "widgets.view", "widgets.model_view"],
     "widgets.app": ["widgets.explorer"],
     "widgets": ["widgets.explorer"],
 }
@@ -124,4 +133,4 @@ def test_the_explorer_parts_import_only_what_the_table_allows():
                 wrong.append(f"{name} imports {imported}")
     assert wrong == []
     assert sorted(p.stem for p in (PACKAGE / "widgets").glob("*.py")) == \
-        ["__init__", "app", "controls", "explorer", "runner", "view"]
+        ["__init__", "app", "controls", "explorer", "model_view", "runner", "view"]

@@ -14,7 +14,7 @@ import pytest
 from sparsejl.backends import _bsr_kernels, _cukernel
 from sparsejl.bench import julia_source
 
-KERNELS = {"bsr_spmm_tma": "sm_90a", "bsr_spmm_mma": "sm_80", "bsr_spmm_generic": "sm_80"}
+KERNELS = {"bsr_spmm_tma": "sm_90a", "bsr_spmm_mma": "sm_80", "bsr_spmm_generic": "sm_80", "decode_spmm": "sm_80"}
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))

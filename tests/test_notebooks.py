@@ -16,7 +16,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 def test_the_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"explorer.ipynb", "tour.ipynb"} <= names
+    assert {"explorer.ipynb", "tour.ipynb", "prune-a-model.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -50,6 +50,11 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
         assert any("image/png" in m for m in mimes), "no plot was displayed"
         text = "".join(o.get("text", "") for c in code for o in c.outputs)
         assert "Done" in text and "break-even density" in text and "Loaded report" in text
+    if path.name == "prune-a-model.ipynb":
+        text = "".join(o.get("text", "") for c in code for o in c.outputs)
+        assert "layers replaced" in text and "cosine to dense" in text and "speedup" in text
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), \
+            "the time breakdown was not plotted"
     if path.name == "tour.ipynb":
         text = "".join(o.get("text", "") for c in code for o in c.outputs)
         assert "max |error|" in text and "CSR" in text and "sections:" in text

@@ -10,6 +10,8 @@ on first use, never when sparsejl is imported.
 * BSR SpMM, float16/bfloat16: sparsejl's own kernels on A's BSR arrays (_bsr_kernels.py): TMA +
   wgmma for 64×64 blocks on Hopper, mma.sync otherwise; cuSPARSE Blocked-ELL SpMM when asked (see
   `spmm`); other dtypes: a CUDA-core kernel.
+* Prepared weights (sparsejl.prepare: bitmap tiles or BSR 16/32/64 in float16/bfloat16), SpMM
+  with few columns: _decode_kernels.py (kernels/decode_spmm.cu).
 * CSR SpGEMM: ``cupyx.scipy.sparse``'s product (cuSPARSE SpGEMM), float16/bfloat16 through float32.
 """
 
@@ -18,12 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _bsr_kernels, _cuda, _cusparse
+from . import _bsr_kernels, _cuda, _cusparse, _decode_kernels
 from ._cuda import CUSPARSE_SPMM_ALG_DEFAULT, CUSPARSE_SPMM_BLOCKED_ELL_ALG1
 from ._cuda import CUSPARSE_INDEX_BASE_ZERO as _BASE_ZERO
 from ._cuda import CUSPARSE_OPERATION_NON_TRANSPOSE as _OP_N
 from ._cuda import CUSPARSE_ORDER_ROW as _ORDER_ROW
-from . import _gpu_conversions
+from . import _gpu_conversions, _gpu_linear
 from ._gpu_conversions import bsr_to_csr, csr_to_bsr, retyped
 from .protocol import Backend
 
@@ -44,6 +46,9 @@ def spmm(A, B, out=None, *, alg: int = CUSPARSE_SPMM_ALG_DEFAULT, config=None, b
     on an H200, for 32×32 blocks it was no faster than the mma.sync kernel even with the conversion
     made beforehand. Other dtypes: CUDA cores. Nothing here waits for the device."""
     import cupy
+    if A.format == "prepared":
+        C = out if out is not None else cupy.empty((A.shape[0], B.shape[1]), dtype=A.dtype)
+        return _decode_kernels.spmm(A, B, C)
     A, B, dtype = retyped(A, B)
     C = out if out is not None else cupy.empty((A.shape[0], B.shape[1]), dtype=dtype)
     if A.format == "csr":
@@ -153,5 +158,15 @@ def _bsr_through_csr(A, B):
     return csr_to_bsr(spgemm(bsr_to_csr(A), bsr_to_csr(B)), A.blocksize)
 
 
+def linear(W, X, bias, out):
+    """X @ W.T + bias through this backend's SpMM on transposed copies (_gpu_linear)."""
+    return _gpu_linear.linear(spmm, W, X, bias, out)
+
+
+def linear_input_grad(W, dY, out):
+    return _gpu_linear.linear_input_grad(spmm, W, dY, out)
+
+
 BACKEND = Backend("cupy", "gpu", checks_structure=False, value_dtypes=_cuda.value_dtypes,
-                  availability=availability, spmm=spmm, spgemm=spgemm)
+                  availability=availability, spmm=spmm, spgemm=spgemm, prepare=_decode_kernels.prepare,
+                  linear=linear, linear_input_grad=linear_input_grad, sddmm=_gpu_linear.sddmm)

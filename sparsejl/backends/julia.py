@@ -47,6 +47,52 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
+def _weight_slots(W, data) -> dict:
+    """The slots that name a linear layer's weight (or an SDDMM's pattern) with `data` as its values."""
+    m, k = W.shape
+    if W.format == "csr":
+        return dict(m=m, k=k, nnz=len(W.indices), indptr=_ptr(W.indptr), indices=_ptr(W.indices))
+    b = W.blocksize
+    return dict(mb=m // b, kb=k // b, b=b, nnzb=len(W.indices), indptr=_ptr(W.indptr), indices=_ptr(W.indices))
+
+
+def linear(W, X, bias, out):
+    """out (n×m) = X (n×k) @ W.T + bias (None or m values); all C-contiguous, one dtype.
+
+    One token (decoding) is W times a column: X's row is that column and out's row the result,
+    so the matrix × vector kernels of spmm serve it, which are made for it."""
+    if X.shape[0] == 1:
+        spmm(W, X.reshape(-1, 1), out.reshape(-1, 1))
+        if bias is not None:
+            out += bias
+        return out
+    entry = abi.entry(f"{W.format}_linear")
+    runtime.get().call(entry.key(W.data.dtype, W.indices.dtype),
+                       entry.pack(n=X.shape[0], data=_ptr(W.data), X=_ptr(X), Y=_ptr(out),
+                                  bias=0 if bias is None else _ptr(bias), **_weight_slots(W, W.data)),
+                       (W.data, W.indices, W.indptr, X, out, bias))
+    return out
+
+
+def linear_input_grad(W, dY, out):
+    """out (n×k) = dY (n×m) @ W."""
+    entry = abi.entry(f"{W.format}_linear_input_grad")
+    runtime.get().call(entry.key(W.data.dtype, W.indices.dtype),
+                       entry.pack(n=dY.shape[0], data=_ptr(W.data), dY=_ptr(dY), dX=_ptr(out),
+                                  **_weight_slots(W, W.data)),
+                       (W.data, W.indices, W.indptr, dY, out))
+    return out
+
+
+def sddmm(P, X, Y, out):
+    """out (shaped as P.data) = the entries of X.T @ Y (X n×m, Y n×k) at P's stored positions."""
+    entry = abi.entry(f"{P.format}_sddmm")
+    runtime.get().call(entry.key(out.dtype, P.indices.dtype),
+                       entry.pack(n=X.shape[0], X=_ptr(X), Y=_ptr(Y), out=_ptr(out), **_weight_slots(P, out)),
+                       (P.indices, P.indptr, X, Y, out))
+    return out
+
+
 def spgemm(A, B):
     """A @ B for two CSR or two BSR of one blocksize, as a canonical SciPy sparse array."""
     rt = runtime.get()
@@ -94,4 +140,5 @@ def spgemm(A, B):
 
 # every entry point checks indptr/indices itself, in Julia, before its @inbounds loops
 BACKEND = Backend("julia", "cpu", checks_structure=True, value_dtypes=lambda: VALUE_DTYPES,
-                  availability=availability, spmm=spmm, spgemm=spgemm)
+                  availability=availability, spmm=spmm, spgemm=spgemm,
+                  linear=linear, linear_input_grad=linear_input_grad, sddmm=sddmm)

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true",
                       help="every target case plus one density sweep, all peers (a few minutes)")
     mode.add_argument("--full", action="store_true", help="the full sweep (long)")
+    mode.add_argument("--models", action="store_true",
+                      help="whole models, dense against sparsified (sparsejl.bench.model_bench; "
+                           "its options: sparsejl-bench --models --help)")
     p.add_argument("--threads", type=int, default=2,
                    help="threads for Julia, BLAS, OpenMP, MKL, PyTorch, GraphBLAS (default 2)")
     p.add_argument("--out", help="folder for results.json, report.md/.html and plots "
@@ -139,6 +142,10 @@ def targets_text(records: List[dict]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--models" in argv:
+        from . import model_bench
+        return model_bench.main([a for a in argv if a != "--models"])
     args = _parser().parse_args(argv)
     if args.repeats < 5:
         print("sparsejl-bench: --repeats must be at least 5", file=sys.stderr)

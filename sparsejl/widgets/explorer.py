@@ -21,8 +21,10 @@ from typing import Dict, List, Optional, Sequence
 
 import ipywidgets as W
 
+from .. import catalogue
 from ..bench import curves, records as R
 from .controls import Controls, available_bytes, densities, estimate_bytes
+from .model_view import ModelView
 from .runner import Outcome, Runner
 from .view import ResultsView, table_html, where
 
@@ -152,7 +154,13 @@ class DensityExplorer(W.VBox):
         results.add_class("sjl-results")
         head = W.HTML(_STYLE + "<h3 style='margin:2px 0'>sparsejl density explorer: when does a pruned layer run "
                       "faster than dense?</h3>")
-        super().__init__([head, W.HBox([c, results], layout=W.Layout(flex_flow="row nowrap", width="100%"))])
+        # the whole model: each layer of the chosen model timed, the model's speedup predicted
+        self.model_view = ModelView(model=model if model in catalogue.MODELS else "bert-base", tokens=tokens)
+        self.model_w_box = W.Accordion(children=[self.model_view], selected_index=None)
+        self.model_w_box.set_title(0, "Whole model: every linear layer, and the model's predicted speedup")
+        self.model_w_box.add_class("sjl-model")
+        super().__init__([head, W.HBox([c, results], layout=W.Layout(flex_flow="row nowrap", width="100%")),
+                          self.model_w_box])
         self.add_class("sjl-explorer")
 
     # ------------------------------------------------------------------ state

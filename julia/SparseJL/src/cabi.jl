@@ -16,7 +16,8 @@ using ..SparseJL: CSRMatrix, BSRMatrix, @check, @forward, format_problem, with_t
                   unchecked_spmm_rowmajor!, symbolic_problem, unchecked_spgemm_symbolic!,
                   numeric_problem, unchecked_spgemm_numeric!, bsr_numeric_problem,
                   unchecked_bsr_spgemm_numeric!, operands_problem, column_type_problem,
-                  plan_spgemm!, onepass_product!
+                  plan_spgemm!, onepass_product!, unchecked_linear!, unchecked_linear_input_grad!,
+                  unchecked_sddmm!
 
 # Invalid input is reported without raising a Julia exception: every check returns a message
 # (see checks.jl), and a job returns the first one, which `guarded` turns into status 1.
@@ -130,6 +131,121 @@ function bsr_spgemm_numeric_job(s::Slots, ::Type{TvA}, ::Type{TiA}, ::Type{TvB},
                                  indptrA, indicesA, dataA, indptrB, indicesB, dataB)
     return unchecked_bsr_spgemm_numeric!(indicesC, dataC, indptrC, mb, nb,
                                          indptrA, indicesA, dataA, indptrB, indicesB, dataB)
+end
+
+# --- a linear layer's products (src/linear.jl): row-major X (n×k), Y (n×m), seen as k×n, m×n ------
+
+"The block structure of a linear-layer job (slots mb kb b nnzb indptr indices), or a problem."
+function linear_blocks!(s::Slots, ::Type{Ti}) where {Ti}
+    mb, kb, b, nnzb = size!(s, :mb), size!(s, :kb), size!(s, :b), size!(s, :nnzb)
+    @forward problem(s)
+    @check b >= 1 "block size b = $b must be at least 1"
+    product!(s, mb, b, "m"), product!(s, kb, b, "k")
+    indptr, indices = buffer!(s, Ti, :indptr, mb + 1), buffer!(s, Ti, :indices, nnzb)
+    @forward problem(s)
+    return (mb * b, kb * b, b, nnzb, indptr, indices)
+end
+
+"The structure of a CSR linear-layer job (slots m k nnz indptr indices)."
+function linear_entries!(s::Slots, ::Type{Ti}) where {Ti}
+    m, k, nnz = size!(s, :m), size!(s, :k), size!(s, :nnz)
+    indptr, indices = buffer!(s, Ti, :indptr, m + 1), buffer!(s, Ti, :indices, nnz)
+    return (m, k, nnz, indptr, indices)
+end
+
+"A validated BSR view over the job's arrays, or the first problem."
+function checked_view(s::Slots, st::Tuple, D::Array{Tv,3}) where {Tv}
+    @forward problem(s)
+    m, k, indptr, indices = st[1], st[2], st[5], st[6]
+    W = BSRMatrix{Tv,eltype(indptr)}(m, k, indptr, indices, D; check=false)
+    @forward format_problem(W)
+    return W
+end
+
+"A validated CSR view over the job's arrays, or the first problem."
+function checked_view(s::Slots, st::Tuple, D::Vector{Tv}) where {Tv}
+    @forward problem(s)
+    m, k, indptr, indices = st[1], st[2], st[4], st[5]
+    W = CSRMatrix{Tv,eltype(indptr)}(m, k, indptr, indices, D; check=false)
+    @forward format_problem(W)
+    return W
+end
+
+function linear_products!(s::Slots, W, ::Type{Tv}) where {Tv}
+    m, k = size(W)
+    n = size!(s, :n)
+    Xt, Yt = buffer!(s, Tv, :X, k, n), buffer!(s, Tv, :Y, m, n)
+    bias = buffer!(s, Tv, :bias, slot(s, :bias) == 0 ? 0 : m)
+    @forward problem(s)
+    unchecked_linear!(Yt, W, Xt, bias)
+    return nothing
+end
+
+function bsr_linear_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_blocks!(s, Ti)
+    st isa String && return st
+    b, nnzb = st[3], st[4]
+    W = checked_view(s, st, buffer!(s, Tv, :data, b, b, nnzb))
+    W isa String && return W
+    return linear_products!(s, W, Tv)
+end
+
+function csr_linear_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_entries!(s, Ti)
+    W = checked_view(s, st, buffer!(s, Tv, :data, st[3]))
+    W isa String && return W
+    return linear_products!(s, W, Tv)
+end
+
+function input_grad!(s::Slots, W, ::Type{Tv}) where {Tv}
+    m, k = size(W)
+    n = size!(s, :n)
+    dYt, dXt = buffer!(s, Tv, :dY, m, n), buffer!(s, Tv, :dX, k, n)
+    @forward problem(s)
+    unchecked_linear_input_grad!(dXt, W, dYt)
+    return nothing
+end
+
+function bsr_linear_input_grad_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_blocks!(s, Ti)
+    st isa String && return st
+    b, nnzb = st[3], st[4]
+    W = checked_view(s, st, buffer!(s, Tv, :data, b, b, nnzb))
+    W isa String && return W
+    return input_grad!(s, W, Tv)
+end
+
+function csr_linear_input_grad_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_entries!(s, Ti)
+    W = checked_view(s, st, buffer!(s, Tv, :data, st[3]))
+    W isa String && return W
+    return input_grad!(s, W, Tv)
+end
+
+# out: the values of the pattern's stored entries, which the kernel writes
+function sampled!(s::Slots, P, ::Type{Tv}) where {Tv}
+    m, k = size(P)
+    n = size!(s, :n)
+    Xt, Yt = buffer!(s, Tv, :X, m, n), buffer!(s, Tv, :Y, k, n)
+    @forward problem(s)
+    unchecked_sddmm!(P, Xt, Yt)
+    return nothing
+end
+
+function bsr_sddmm_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_blocks!(s, Ti)
+    st isa String && return st
+    b, nnzb = st[3], st[4]
+    W = checked_view(s, st, buffer!(s, Tv, :out, b, b, nnzb))
+    W isa String && return W
+    return sampled!(s, W, Tv)
+end
+
+function csr_sddmm_job(s::Slots, ::Type{Tv}, ::Type{Ti}) where {Tv,Ti}
+    st = linear_entries!(s, Ti)
+    W = checked_view(s, st, buffer!(s, Tv, :out, st[3]))
+    W isa String && return W
+    return sampled!(s, W, Tv)
 end
 
 # --- resolving keys to entry points ----------------------------------------------------------------

@@ -440,6 +440,8 @@ end
     @test_throws DimensionMismatch spgemm(randbsr(Float64, Int64, 2, 2, 2, 0.5), randbsr(Float64, Int64, 1, 2, 4, 0.5))
 end
 
+include("linear.jl")
+
 end # testset kernels
 
 # --- the C entry points, driven as Python drives them -------------------------------------------
@@ -705,7 +707,7 @@ end
 @testset "abi.txt and the jobs agree" begin
     ABI = SparseJL.ABI
     @test [t.name for t in ABI.TYPES] == ["Float16", "BFloat16", "Float32", "Float64", "Int32", "Int64"]
-    @test length(ABI.ENTRY_POINTS) == 16
+    @test length(ABI.ENTRY_POINTS) == 22
     for e in ABI.ENTRY_POINTS
         job = CABI.job_function(e.name)
         @test all(m -> m.nargs - 2 == length(e.types), methods(job))
