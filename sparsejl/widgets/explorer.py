@@ -158,7 +158,7 @@ class DensityExplorer(W.VBox):
         self.model_view = ModelView(model=model if model in catalogue.MODELS else "bert-base", tokens=tokens)
         self.model_w_box = W.Accordion(children=[self.model_view], selected_index=None)
         self.model_w_box.set_title(0, "Whole model: every linear layer, and the model's predicted speedup")
-        self.model_w_box.add_class("sjl-model")
+        self.model_w_box.add_class("sjl-model-view")
         super().__init__([head, W.HBox([c, results], layout=W.Layout(flex_flow="row nowrap", width="100%")),
                           self.model_w_box])
         self.add_class("sjl-explorer")
