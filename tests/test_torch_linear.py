@@ -153,6 +153,9 @@ def test_to_dtype_and_modes():
     assert not y.requires_grad and not layer.training
     with pytest.raises(TypeError, match="dtype"):
         layer(x.float())
+    half = layer.to(torch.bfloat16)             # 16-bit on the CPU: the dense weight, as nn.Linear
+    torch.testing.assert_close(half(x.to(torch.bfloat16)), nn.functional.linear(x.to(torch.bfloat16),
+                               half.dense_weight(), half.bias))
 
 
 def test_torch_compile_runs_and_matches():

@@ -97,6 +97,9 @@ class BlockSparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda" and not torch.is_grad_enabled():
             return cuda_linear.forward(self, x)    # inference: a kept GPU weight, decoding kernels
+        if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+            # no 16-bit CPU kernels: the dense weight, as nn.Linear would compute it
+            return nn.functional.linear(x, self.dense_weight(), self.bias)
         return ops.linear(x, self.weight_blocks, self.indptr, self.indices, self.bias, self.out_features)
 
     @classmethod
