@@ -36,22 +36,9 @@
 #define B_LD (NCOL + 8)  // halves per shared row of B: 16-byte aligned rows, ldmatrix without bank conflicts
 #define TILE_OUT (GW * 16 * NCOL)
 
-__device__ __forceinline__ void ldsm_x4_trans(u32 (&r)[4], u32 saddr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(saddr));
-}
 __device__ __forceinline__ void ldsm_x2_trans(u32 (&r)[2], u32 saddr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
                  : "=r"(r[0]), "=r"(r[1]) : "r"(saddr));
-}
-__device__ __forceinline__ void mma16816(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-#if IS_BF16
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-#else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-#endif
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Columns c and c+1 of one row of a bitmap tile, as a packed pair (c even): its values start at `off`.
@@ -184,7 +171,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) decode_spmm(
             for (int j = 0; j < NJ; j += 2) {
                 if (j + 1 < NJ) {
                     u32 b[4];
-                    ldsm_x4_trans(b, sbase + (u32)(r * B_LD + j * 8 + (lane >> 4) * 8) * 2u);
+                    ldmatrix_x4_trans(b, sbase + (u32)(r * B_LD + j * 8 + (lane >> 4) * 8) * 2u);
                     mma16816(acc[j], a[s], b[0], b[1]);
                     mma16816(acc[j + 1], a[s], b[2], b[3]);
                 } else {
