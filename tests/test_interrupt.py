@@ -27,13 +27,25 @@ B = rng.standard_normal((2048, max(64, int(64 * 2.0 / one))))       # a call of 
 """
 
 PLAIN = LONG_CALL + """
-threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
-t = time.perf_counter()
-try:
-    sparsejl.spmm(A, B, backend="julia")
-    print("not interrupted")
-except KeyboardInterrupt:
-    print(f"interrupted after {time.perf_counter() - t:.2f} s")
+for attempt in range(3):
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t = time.perf_counter()
+    try:
+        sparsejl.spmm(A, B, backend="julia")
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - t:.2f} s")
+        break
+    took = time.perf_counter() - t
+    print(f"not interrupted in {took:.2f} s")
+    if took > 0.45:  # the signal came during the call (at 0.3 s) and was missed: a real failure
+        break
+    # A busy machine slowed the sizing calls, so this call ended before the signal: size it again
+    # (the pending SIGINT lands in the sleep below, before the next attempt).
+    try:
+        time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    B = rng.standard_normal((2048, int(B.shape[1] * min(8.0, 2.0 / took))))
 small = sp.csr_array(np.eye(3))
 print("usable", np.allclose(sparsejl.spmm(small, np.ones(3), backend="julia"), 1.0))
 """
@@ -59,8 +71,11 @@ def test_jupyter_kernel_interrupt():
         reply = kc.get_shell_msg(timeout=120)
         assert reply["parent_header"]["msg_id"] == msg_id
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
-        check = kc.execute_interactive('import numpy as np; assert np.allclose(sparsejl.spmm(A, B[:, :3], backend="julia"), A @ B[:, :3])',
-                                       timeout=300)
+        for _ in range(3):  # ipykernel 7 may abort a request sent right after an error reply: resend it
+            check = kc.execute_interactive('import numpy as np; assert np.allclose(sparsejl.spmm(A, B[:, :3], backend="julia"), A @ B[:, :3])',
+                                           timeout=300)
+            if check["content"]["status"] != "aborted":
+                break
         assert check["content"]["status"] == "ok", check["content"]
     finally:
         kc.stop_channels()
