@@ -48,3 +48,13 @@ def test_decoder_tokens_equal_masked_dense(name):
 def test_unknown_decoder_is_refused():
     with pytest.raises(KeyError, match="unknown decoder"):
         models.decoder("gpt5")
+
+
+def test_paired_medians_take_turns_and_time_each_call():
+    import time
+    from sparsejl.bench import model_timing
+    order = []
+    fns = [lambda: (order.append("a"), time.sleep(0.002)), lambda: (order.append("b"), time.sleep(0.02))]
+    a, b = model_timing.paired_median_seconds(fns, repeats=4, warmup=1)
+    assert order == ["a", "b"] + ["a", "b", "b", "a"] * 2
+    assert 0.002 <= a < b and b >= 0.02

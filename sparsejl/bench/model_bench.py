@@ -69,12 +69,27 @@ def _layers(model, family: str) -> Dict[str, nn.Module]:
                                      or type(m).__name__ == "Conv1D")}
 
 
-def _timed(model, family, run, units, repeats, device) -> dict:
-    sync = _syncer(device)
+def _clocked(model, family, run, units, device) -> dict:
+    """The Amdahl breakdown of one clocked run of `model` (per unit)."""
     with torch.inference_mode():
-        e2e = model_timing.median_seconds(lambda: run(model), repeats, warmup=1, sync=sync) / units
-        parts = model_timing.breakdown(lambda: run(model), _layers(model, family), units, repeats=1, sync=sync)
-    return dict(parts, seconds=e2e)
+        return model_timing.breakdown(lambda: run(model), _layers(model, family), units, repeats=1,
+                                      sync=_syncer(device))
+
+
+def _paired(dense, sparse, run, units, repeats, device):
+    """End-to-end seconds per unit of the dense and the sparse model, timed in turns."""
+    with torch.inference_mode():
+        d, s = model_timing.paired_median_seconds([lambda: run(dense), lambda: run(sparse)], repeats,
+                                                  warmup=1, sync=_syncer(device))
+    return d / units, s / units
+
+
+def _compared(dense, sparse, family, run, units, repeats, device, dense_parts=None) -> dict:
+    """dense and sparse: each its breakdown and its end-to-end seconds (paired); speedup, predicted."""
+    de, se = _paired(dense, sparse, run, units, repeats, device)
+    dt = dict(dense_parts or _clocked(dense, family, run, units, device), seconds=de)
+    st = dict(_clocked(sparse, family, run, units, device), seconds=se)
+    return dict(dense=dt, sparse=st, speedup=de / se, predicted=de / (dt["rest_s"] + st["linear_alone_s"]))
 
 
 def _weights_mib(model) -> float:
@@ -91,7 +106,8 @@ def encoder_records(densities: Sequence[float], batches: Sequence[int], tokens: 
         reference = models.embed(dense, every).float()
     inputs = {b: tok((sents * (b // len(sents) + 1))[:b], padding="max_length", truncation=True,
                      max_length=tokens, return_tensors="pt").to(device) for b in batches}
-    dense_t = {b: _timed(dense, "bert", lambda m, x=inputs[b]: m(**x), 1, repeats, device) for b in batches}
+    run = {b: (lambda m, x=inputs[b]: m(**x)) for b in batches}
+    dense_parts = {b: _clocked(dense, "bert", run[b], 1, device) for b in batches}
     records = []
     for d in densities:
         sparse, rep = _sparsified(dense, "bert", d, blocksize)
@@ -104,16 +120,13 @@ def encoder_records(densities: Sequence[float], batches: Sequence[int], tokens: 
                                  f"by {err:.1e}; not timed")
         cos = (got * reference).sum(-1)
         for b in batches:
-            st = _timed(sparse, "bert", lambda m, x=inputs[b]: m(**x), 1, repeats, device)
-            dt = dense_t[b]
             records.append(dict(kind="encoder", model="minilm-l6", device=device,
                                 dtype=str(dtype).replace("torch.", ""), density=d, blocksize=blocksize,
                                 batch=b, tokens=tokens, check_error=err,
                                 cosine_mean=float(cos.mean()), cosine_min=float(cos.min()),
                                 layers_replaced=len(rep.replaced), mib_dense=_weights_mib(dense),
-                                mib_sparse=_weights_mib(sparse), dense=dt, sparse=st,
-                                speedup=dt["seconds"] / st["seconds"],
-                                predicted=dt["seconds"] / (dt["rest_s"] + st["linear_alone_s"])))
+                                mib_sparse=_weights_mib(sparse),
+                                **_compared(dense, sparse, "bert", run[b], 1, repeats, device, dense_parts[b])))
     return records
 
 
@@ -128,10 +141,7 @@ def _prefill(dense, sparse, masked, family, tokens: int, repeats: int, device: s
     err = float((got - want).abs().max() / want.abs().max())
     if not err < (1e-4 if got.dtype == torch.float32 and next(dense.parameters()).dtype == torch.float32 else 2e-2):
         raise AssertionError(f"prefill of {tokens} tokens: sparse and masked dense logits differ by {err:.1e}")
-    dt = _timed(dense, family, run, 1, repeats, device)
-    st = _timed(sparse, family, run, 1, repeats, device)
-    return dict(tokens=tokens, check_error=err, dense=dt, sparse=st, speedup=dt["seconds"] / st["seconds"],
-                predicted=dt["seconds"] / (dt["rest_s"] + st["linear_alone_s"]))
+    return dict(tokens=tokens, check_error=err, **_compared(dense, sparse, family, run, 1, repeats, device))
 
 
 def decoder_records(names: Sequence[str], density: float, blocksize: int, new_tokens: int,
@@ -155,18 +165,15 @@ def decoder_records(names: Sequence[str], density: float, blocksize: int, new_to
         with torch.inference_mode():
             got, want = generate(sparse), generate(masked)
         same = int((got[0, prompt_tokens:] == want[0, prompt_tokens:]).sum())
-        dt = _timed(dense, family, generate, new_tokens, repeats, device)
-        st = _timed(sparse, family, generate, new_tokens, repeats, device)
+        timed = _compared(dense, sparse, family, generate, new_tokens, repeats, device)
         n_params = sum(p.numel() for p in dense.parameters())
         records.append(dict(kind="decoder", model=name, params=n_params, device=device,
                             dtype=str(dtype).replace("torch.", ""), density=density,
                             blocksize=blocksize, batch=1, prompt_tokens=prompt_tokens,
                             new_tokens=new_tokens, tokens_equal=same, tokens_compared=new_tokens,
                             layers_replaced=len(rep.replaced), mib_dense=_weights_mib(dense),
-                            mib_sparse=_weights_mib(sparse), dense=dt, sparse=st,
-                            dense_tokens_per_s=1 / dt["seconds"], sparse_tokens_per_s=1 / st["seconds"],
-                            speedup=dt["seconds"] / st["seconds"],
-                            predicted=dt["seconds"] / (dt["rest_s"] + st["linear_alone_s"])))
+                            mib_sparse=_weights_mib(sparse), dense_tokens_per_s=1 / timed["dense"]["seconds"],
+                            sparse_tokens_per_s=1 / timed["sparse"]["seconds"], **timed))
         if prefill_tokens:
             records[-1]["prefill"] = _prefill(dense, sparse, masked, family, prefill_tokens, repeats, device)
         del dense, sparse, masked
@@ -185,7 +192,7 @@ def report(records: List[dict], environment: dict) -> str:
              f"Julia threads {environment.get('julia_threads')}; PyTorch {environment.get('torch')} "
              f"({environment.get('torch_threads')} threads); transformers {environment.get('transformers')}; "
              f"{environment.get('timestamp_utc')}.", "",
-             "Speedup = dense time / sparse time, medians in one run. Predicted = dense time / "
+             "Speedup = dense time / sparse time, medians of the two models timed in turns. Predicted = dense time / "
              "(dense model's time outside the linear layers + the sparse layers' time alone). "
              "Shares are of a clocked run: time in the linear layers (their time alone, and the time "
              "lost to competing threads), and the dense rest.", ""]
