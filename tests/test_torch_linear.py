@@ -177,3 +177,34 @@ def test_torch_export_sees_the_op():
     exported = torch.export.export(model, (x,))
     assert "sparsejl.bsr_linear" in str(exported.graph)
     torch.testing.assert_close(exported.module()(x), model(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_forward_matches_the_dense_weight_and_sees_every_update(dtype):
+    """Without gradients the layer multiplies a kept view of its weight (sparsejl.torch.inference):
+    it must agree with the dense weight, and an in-place update, a new pattern or a new bias must
+    never leave a stale view in use."""
+    torch.manual_seed(3)
+    layer = BlockSparseLinear(64, 96, density=0.3, blocksize=16).to(dtype)
+    x = torch.randn(2, 5, 64, dtype=dtype)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+
+    def reference():
+        W, b = layer.dense_weight().detach().double(), layer.bias.detach().double()
+        return (x.double() @ W.T + b).to(dtype)
+
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), reference(), **tol)
+        layer.weight_blocks.mul_(-2.0)
+        layer.bias.add_(1.0)
+        torch.testing.assert_close(layer(x), reference(), **tol)
+    with torch.inference_mode():
+        strided = torch.randn(64, 7, dtype=dtype).T          # not contiguous
+        got = layer(strided)
+    want = (strided.double() @ layer.dense_weight().detach().double().T + layer.bias.detach().double()).to(dtype)
+    torch.testing.assert_close(got, want, **tol)
+    other = BlockSparseLinear(64, 96, density=0.6, blocksize=16).to(dtype)
+    layer.load_state_dict(other.state_dict())                   # another pattern, other values
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), reference(), **tol)
+        torch.testing.assert_close(layer(x), other(x), **tol)

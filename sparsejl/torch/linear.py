@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from . import cuda_linear, ops
+from . import inference, ops
 
 
 def _blocks_of(in_features: int, out_features: int, blocksize: int):
@@ -95,11 +95,14 @@ class BlockSparseLinear(nn.Module):
         return grid.permute(0, 2, 1, 3).reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cuda" and not torch.is_grad_enabled():
-            return cuda_linear.forward(self, x)    # inference: a kept GPU weight, decoding kernels
         if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
             # no 16-bit CPU kernels: the dense weight, as nn.Linear would compute it
             return nn.functional.linear(x, self.dense_weight(), self.bias)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            if x.device.type == "cuda":
+                return inference.cuda_forward(self, x)    # a kept GPU weight, decoding kernels
+            if x.device.type == "cpu" and x.dtype == self.weight_blocks.dtype:
+                return inference.cpu_forward(self, x)     # a kept view of the weight, no autograd node
         return ops.linear(x, self.weight_blocks, self.indptr, self.indices, self.bias, self.out_features)
 
     @classmethod
