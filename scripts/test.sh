@@ -5,11 +5,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export JULIA_NUM_THREADS=${JULIA_NUM_THREADS:-2}
 julia_bin=${SPARSEJL_JULIA:-julia}
-# The Julia suite twice: as is, and through Pkg.test(), which runs it with --check-bounds=yes
-# (pkg_test.jl gives Pkg the empty local registry it needs offline).
+# The Julia suite twice: as is (one thread per CPU), and through Pkg.test() on one thread, which
+# runs it with --check-bounds=yes (pkg_test.jl gives Pkg the empty local registry it needs offline);
+# the kernels take other paths on one thread.
 "$julia_bin" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/runtests.jl
 julia_status=$?
-"$julia_bin" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/pkg_test.jl
+JULIA_NUM_THREADS=1 "$julia_bin" --startup-file=no --project=julia/SparseJL julia/SparseJL/test/pkg_test.jl
 [ $? = 0 ] || julia_status=1
 python3 -m pytest "$@"
 pytest_status=$?

@@ -20,7 +20,7 @@ function unchecked_spmm_t_rowmajor!(Ct::AbstractMatrix{Tc}, A::Union{CSRMatrix,B
     work = widemul(nnz(A), n)
     nt = nthreads()
     if nt == 1 || work < SERIAL_WORK[] || cld(n, W) >= nt
-        S = W * cld(cld(n, nt), W)                      # strip width, whole vectors
+        S = W * max(cld(cld(n, nt), W), 1)              # strip width, whole vectors (at least one: n may be 0)
         foreach_rowchunk(identity, cld(n, S), work) do lo, hi
             ls = (lo - 1) * S + 1 : min(hi * S, n)
             for j in 1:size(Ct, 2), l in ls
