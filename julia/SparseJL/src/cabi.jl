@@ -354,6 +354,12 @@ function serve(box::Ptr{Int64}, go::Ptr{Cvoid}, done::Ptr{Cvoid})
         since = time_ns()
         while unsafe_load(box, 4) == 0
             if time_ns() - since > SPIN_NS[]
+                # The caller posts `go` with every job, also to an owner still polling; those posts
+                # are spent here, or each would wake it at once for another poll (after a stream
+                # of n calls, n polls back to back: a core taken for n x SPIN_NS).
+                while ccall(:sem_trywait, Cint, (Ptr{Cvoid},), go) == 0
+                end
+                unsafe_load(box, 4) == 0 || break
                 gc_state = ccall(:jl_gc_safe_enter, Int8, ())
                 ccall(:sem_wait, Cint, (Ptr{Cvoid},), go)
                 ccall(:jl_gc_safe_leave, Cvoid, (Int8,), gc_state)
