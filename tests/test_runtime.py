@@ -136,3 +136,22 @@ print("ok")
     done = subprocess.run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
+def test_triton_loads_after_julia_started():
+    """Triton's libtriton.so carries an LLVM whose symbols it exports; loaded after libjulia, its
+    static constructors bound to Julia's LLVM and the process died (PyTorch's optimizers import
+    Triton where it is installed). boot loads it first; here Julia starts, then Triton imports."""
+    import importlib.util
+    code = ("import importlib.util, numpy as np, scipy.sparse as sp, sparsejl\n"
+            "A = sp.random_array((50, 40), density=0.2, format='csr', dtype=np.float64, rng=np.random.default_rng(0))\n"
+            "B = np.ones((40, 3))\n"
+            "assert np.allclose(sparsejl.spmm(A, B), A @ B)\n"
+            "if importlib.util.find_spec('triton') is not None:\n"
+            "    import triton\n"
+            "    print('triton', triton.__version__)\n"
+            "assert np.allclose(sparsejl.spmm(A, B), A @ B)\n"
+            "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith("ok"), (run.returncode, run.stdout, run.stderr[-2000:])
+    assert ("triton" in run.stdout) == (importlib.util.find_spec("triton") is not None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import signal
@@ -72,6 +73,30 @@ def attach(lib) -> Booted:
     return _load_sparsejl(lib, None)
 
 
+#: (package, its library) of libraries with an LLVM of their own whose symbols they export: loaded
+#: after libjulia, their LLVM calls bind to Julia's LLVM in the global scope (another version), and
+#: the process dies as they load (Triton's libtriton.so, imported by PyTorch's optimizers where
+#: Triton is installed: a segfault in its static constructors). Loaded first, each binds to itself.
+LLVM_CARRIERS = (("triton", ("_C", "libtriton.so")),)
+
+
+def load_llvm_carriers() -> list:
+    """Load the installed libraries of `LLVM_CARRIERS` (RTLD_LOCAL, without importing their
+    packages); the paths loaded."""
+    loaded = []
+    for package, parts in LLVM_CARRIERS:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            path = os.path.join(folder, *parts)
+            if os.path.exists(path):
+                ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
+                loaded.append(path)
+    return loaded
+
+
 def prepare_environment() -> None:
     """What Julia reads from the environment once, in jl_init."""
     os.environ.setdefault("JULIA_NUM_THREADS", os.environ.get("SPARSEJL_NUM_THREADS", str(os.cpu_count() or 1)))
@@ -106,6 +131,7 @@ def start(info: dict) -> Booted:
             # exceptions of every extension loaded later (matplotlib's ft2font aborted on import):
             # libgcc_s in the global scope first keeps those symbols where C++ expects them.
             ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+            load_llvm_carriers()
             lib = ctypes.CDLL(info["libjulia"], mode=ctypes.RTLD_GLOBAL)
             init = getattr(lib, "jl_init_with_image__threading", None) or lib.jl_init_with_image
             init.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
