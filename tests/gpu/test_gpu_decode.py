@@ -44,7 +44,7 @@ def _gpu_view(cupy, A, dtype):
 
 
 def _csr(rng, m, k, density, dtype):
-    A = sp.random_array((m, k), density=density, format="csr", rng=rng, data_sampler=lambda s: _signed(rng, s))
+    A = sp.random_array((m, k), density=density, format="csr", rng=rng, data_sampler=lambda size: _signed(rng, size))
     A.data = _exact(A.data, dtype)
     return A
 
