@@ -339,6 +339,7 @@ issues one every 5-10 us; a sleeping owner costs ~45 us to wake on the 2-core VM
 that it does not hold a core that the caller's next library needs. 100 us was too long: GPT-2
 medium decoding through BlockSparseLinear, where PyTorch's small ops run between projections,
 made 20.0 tokens/s with it and 25.7 with 20 us (5 us: 25.8; back-to-back calls alike).
+Those runs predate the spending of stale posts in `serve` (each then cost one more poll).
 """
 const SPIN_NS = Ref{UInt64}(20_000)
 
