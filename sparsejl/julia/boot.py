@@ -80,21 +80,21 @@ def attach(lib) -> Booted:
 LLVM_CARRIERS = (("triton", ("_C", "libtriton.so")),)
 
 
-def load_llvm_carriers() -> list:
+def load_llvm_carriers() -> None:
     """Load the installed libraries of `LLVM_CARRIERS` (RTLD_LOCAL, without importing their
-    packages); the paths loaded."""
-    loaded = []
+    packages). One that does not load is left to its package, which will report it."""
     for package, parts in LLVM_CARRIERS:
         try:
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
             continue
-        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for folder in getattr(spec, "submodule_search_locations", None) or ():
             path = os.path.join(folder, *parts)
             if os.path.exists(path):
-                ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
-                loaded.append(path)
-    return loaded
+                try:
+                    ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
+                except OSError:
+                    pass
 
 
 def prepare_environment() -> None:
