@@ -238,7 +238,12 @@ def test_tiny_sweep_writes_json_markdown_html_and_plots(tmp_path):
 
 
 def test_cli_main_job_prints_a_table(monkeypatch, capsys):
-    from sparsejl.bench import cli
+    from sparsejl.bench import cli, threads
+    for name in threads.ENV_VARS:   # --threads writes them into os.environ: restored after the test, as
+        if name in os.environ:      # later tests' subprocesses inherit them (JULIA_NUM_THREADS=1 did)
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(suites, "main_job",
                         lambda dtype, b: [Case("bert-base", "ffn.up", 64, 32, 8, d, b, dtype)
                                           for d in (0.5, 0.1)])
