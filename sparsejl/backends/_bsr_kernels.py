@@ -127,16 +127,19 @@ def _sm_count(device: int) -> int:
     return int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
 
 
-def mma_eligible(A, B, out_dtype) -> bool:
-    """Whether the tensor-core kernels take this product (else the generic one does)."""
+def mma_eligible(A, B, out_dtype, C=None) -> bool:
+    """Whether the tensor-core kernels take this product (else the generic one does). They read and
+    write 16 bytes at a time, so A's values, B and C (an `out` may be a view at any offset) must
+    start on a 16-byte boundary."""
     name = _cuda.dtype_name(A.data.dtype)
     return (name in ("float16", "bfloat16") and np.dtype(B.dtype) == np.dtype(A.data.dtype)
             and _cuda.dtype_name(out_dtype) in (name, "float32") and A.blocksize in MMA_CONFIGS
-            and B.shape[1] % 8 == 0 and B.data.ptr % 16 == 0 and A.data.data.ptr % 16 == 0)
+            and B.shape[1] % 8 == 0 and B.data.ptr % 16 == 0 and A.data.data.ptr % 16 == 0
+            and (C is None or C.data.ptr % 16 == 0))
 
 
-def wgmma_eligible(A, B, out_dtype) -> bool:
-    return A.blocksize == 64 and mma_eligible(A, B, out_dtype) and _is_sm90(_cuda.current_device())
+def wgmma_eligible(A, B, out_dtype, C=None) -> bool:
+    return A.blocksize == 64 and mma_eligible(A, B, out_dtype, C) and _is_sm90(_cuda.current_device())
 
 
 _NO_MAP = bytes(128)
@@ -150,59 +153,101 @@ def plan(A, B, C, *, config=None, row_order=None, trace=None):
     kernel, (BN, WARPS_M, WARPS_N, STAGES) for the mma.sync kernel; `row_order` (int32 block-row
     permutation) sets the order in which block rows are taken (SCHED 1 configurations compute and
     cache one when none is given); `trace`: a uint64 device buffer of 64 per CTA for DIAG 7.
+
+    With the defaults, and A checked once (its structure verdict, formats.checked_once), the choice
+    of kernel and everything but the addresses of A's values, B and C is kept in the verdict per
+    (n, dtypes, device, alignments): a later call only packs those addresses.
     """
+    if A.shape[0] == 0 or B.shape[1] == 0:
+        return None
+    if config is None and row_order is None and trace is None and getattr(A, "verdict", None) is not None:
+        key = ("spmm launch", B.shape[1], B.dtype, C.dtype, A.data.dtype, _cuda.current_device(),
+               B.data.ptr % 16 == 0, C.data.ptr % 16 == 0, A.data.data.ptr % 16 == 0)
+        shape = derived(A, key, lambda: _launch_shape(A, B, C, None, None, None))
+    else:
+        shape = _launch_shape(A, B, C, config, row_order, trace)
+    return shape.bind(A, B, C)
+
+
+class _LaunchShape(NamedTuple):
+    """A launch less the addresses of A's values, B and C: the kernel, its grid, and the other
+    parameters (`kind` "tma", "mma" or "generic"; "zero": no stored block, C is zero-filled)."""
+    kind: str
+    kernel: object = None
+    grid: tuple = ()
+    n: int = 0
+    k: int = 0
+    m: int = 0
+    extra: tuple = ()       # tma: (indptr, indices, order, trace, mb, ntiles, nnzb, dtype, out dtype, C map?)
+    keep: tuple = ()        # the structure arrays the launch points into
+
+    def bind(self, A, B, C):
+        if self.kind == "zero":
+            C.fill(0)
+            return None
+        ptr = _cukernel.ptr
+        if self.kind == "tma":
+            indptr, indices, order, trace, mb, ntiles, nnzb, dname, oname, c_map = self.extra
+            tm_a = _cukernel.tensor_map_2d(int(A.data.data.ptr), 64, nnzb * 64, dname)
+            tm_b = _cukernel.tensor_map_2d(int(B.data.ptr), self.n, self.k, dname)
+            tm_c = _cukernel.tensor_map_2d(int(C.data.ptr), self.n, self.m, oname) if c_map else _NO_MAP
+            params = struct.pack(self.kernel.fmt, tm_a, tm_b, tm_c, ptr(indptr), ptr(indices), ptr(C), self.n,
+                                 ptr(order), mb, ntiles, ptr(trace))
+        elif self.kind == "mma":
+            indptr, indices, order = self.extra
+            params = struct.pack(self.kernel.fmt, ptr(indptr), ptr(indices), ptr(A.data), ptr(B), ptr(C), self.n,
+                                 ptr(order))
+        else:
+            indptr, indices, b = self.extra
+            params = struct.pack(self.kernel.fmt, ptr(indptr), ptr(indices), ptr(A.data), ptr(B), ptr(C), self.n, b)
+        return _cukernel.Launch(self.kernel, self.grid, params, (A.data, B, C) + self.keep)
+
+
+def _launch_shape(A, B, C, config, row_order, trace) -> _LaunchShape:
     m, k = A.shape
     n = B.shape[1]
     b = A.blocksize
     mb = m // b
     out_dtype = C.dtype
-    if m == 0 or n == 0:
-        return None
     indptr, indices = structure_in_one_index_type(A)
     index = _index_name(indices.dtype)
     dev = _cuda.current_device()
     is_tma = isinstance(config, TmaConfig) or (isinstance(config, tuple) and len(config) > 0 and config[0] == "tma")
-    if config is None and wgmma_eligible(A, B, out_dtype):
+    wgmma = wgmma_eligible(A, B, out_dtype, C)
+    if config is None and wgmma:
         config, is_tma = default_tma_config(mb, n, len(indices), _sm_count(dev)), True
     order = row_order
     if is_tma:
-        if not wgmma_eligible(A, B, out_dtype):
-            raise ValueError("the TMA kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, on compute capability 9.0")
+        if not wgmma:
+            raise ValueError("the TMA kernel takes blocksize 64, float16/bfloat16, n % 8 == 0, operands on 16-byte "
+                             "boundaries, on compute capability 9.0")
         cfg = _config(config)
-        if cfg.epilogue == 2 and (C.data.ptr % 16 or _cuda.dtype_name(out_dtype) == "float32"):
-            cfg = cfg._replace(epilogue=0)   # TMA stores: 16-bit C on a 16-byte boundary
+        if cfg.epilogue == 2 and _cuda.dtype_name(out_dtype) == "float32":
+            cfg = cfg._replace(epilogue=0)   # TMA stores: 16-bit C
         nnzb = len(indices)
         if nnzb == 0:
-            C.fill(0)
-            return None
+            return _LaunchShape("zero")
         dname = _cuda.dtype_name(A.data.dtype)
         kern = tma_kernel(cfg, dname == "bfloat16", _cuda.dtype_name(out_dtype) == "float32", index, dev)
-        tm_a = _cukernel.tensor_map_2d(int(A.data.data.ptr), 64, nnzb * 64, dname)
-        tm_b = _cukernel.tensor_map_2d(int(B.data.ptr), n, k, dname)
-        tm_c = (_cukernel.tensor_map_2d(int(C.data.ptr), n, m, _cuda.dtype_name(out_dtype)) if cfg.epilogue == 2
-                else _NO_MAP)
         ntiles = (n + 128 * cfg.warpgroups - 1) // (128 * cfg.warpgroups)
         grid = min(mb * ntiles, kern.resident)     # persistent: every CTA resident at once
         if cfg.schedule == 1 and order is None:
             order = heavy_rows_first(A)
-        params = struct.pack(kern.fmt, tm_a, tm_b, tm_c, _cukernel.ptr(indptr), _cukernel.ptr(indices),
-                             _cukernel.ptr(C), n, _cukernel.ptr(order), mb, ntiles, _cukernel.ptr(trace))
-        return _cukernel.Launch(kern, (grid,), params, (A.data, B, C, indptr, indices, order))
-    if mma_eligible(A, B, out_dtype):
+        return _LaunchShape("tma", kern, (grid, 1, 1), n, k, m,
+                            (indptr, indices, order, trace, mb, ntiles, nnzb, dname, _cuda.dtype_name(out_dtype),
+                             cfg.epilogue == 2), (indptr, indices, order))
+    if wgmma or mma_eligible(A, B, out_dtype, C):
         bn, wm, wn, stages = config or MMA_CONFIGS[b]
         kern = mma_kernel(b, bn, wm, wn, stages, _cuda.dtype_name(A.data.dtype) == "bfloat16",
                           _cuda.dtype_name(out_dtype) == "float32", index, dev)
-        params = struct.pack(kern.fmt, _cukernel.ptr(indptr), _cukernel.ptr(indices), _cukernel.ptr(A.data),
-                             _cukernel.ptr(B), _cukernel.ptr(C), n, _cukernel.ptr(order))
-        return _cukernel.Launch(kern, (mb, (n + bn - 1) // bn), params, (A.data, B, C, indptr, indices, order))
+        return _LaunchShape("mma", kern, (mb, (n + bn - 1) // bn, 1), n, k, m, (indptr, indices, order),
+                            (indptr, indices, order))
     if b > MAX_GENERIC_BLOCKSIZE:
         raise ValueError(f"blocksize {b} is above the {MAX_GENERIC_BLOCKSIZE} the GPU kernels take")
     if np.dtype(B.dtype) != np.dtype(A.data.dtype):
         raise TypeError(f"bsr_spmm takes A and B of one dtype, got {A.data.dtype} and {B.dtype}")
     kern = generic_kernel(_cuda.dtype_name(A.data.dtype), _cuda.dtype_name(out_dtype), index, dev)
-    params = struct.pack(kern.fmt, _cukernel.ptr(indptr), _cukernel.ptr(indices), _cukernel.ptr(A.data),
-                         _cukernel.ptr(B), _cukernel.ptr(C), n, b)
-    return _cukernel.Launch(kern, (mb, (n + 63) // 64), params, (A.data, B, C, indptr, indices))
+    return _LaunchShape("generic", kern, (mb, (n + 63) // 64, 1), n, k, m, (indptr, indices, b), (indptr, indices))
 
 
 def heavy_rows_first(A):

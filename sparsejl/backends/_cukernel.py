@@ -16,6 +16,7 @@ import ctypes
 import functools
 import importlib.resources
 import struct
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ class Kernel:
 
     def __post_init__(self):
         self.offsets = _offsets(self.fmt)
+        self.offsets_address = self.offsets.ctypes.data     # read per launch by julia-cuda
         self.size = struct.calcsize(self.fmt)
 
 
@@ -126,14 +128,35 @@ def _cu_launch():
     return fn
 
 
+_PARAM_SPACE = 4096                    # bytes; the largest parameter list (TMA kernel) is ~450
+_scratch = threading.local()           # per thread: a parameter buffer, and each kernel's pointers into it
+
+
+def _param_space(k: Kernel):
+    """(address of this thread's parameter buffer, address of `k`'s kernelParams table into it).
+    cuLaunchKernel copies the parameters before it returns (also while a graph captures), so one
+    buffer per thread serves every launch; building a fresh one per call cost ~3x the call."""
+    tables = getattr(_scratch, "tables", None)
+    if tables is None:
+        _scratch.buffer = ctypes.create_string_buffer(_PARAM_SPACE)
+        tables = _scratch.tables = {}
+    table = tables.get(k)
+    if table is None:
+        if k.size > _PARAM_SPACE:
+            raise ValueError(f"{k.name} takes {k.size} bytes of parameters, more than {_PARAM_SPACE}")
+        base = ctypes.addressof(_scratch.buffer)
+        table = tables[k] = (base, (ctypes.c_void_p * len(k.offsets))(*[base + int(o) for o in k.offsets]))
+    return table
+
+
 def launch(L: Launch, stream: int) -> None:
     """cuLaunchKernel of `L` on `stream` (a CUstream address; 0 = legacy default)."""
     k = L.kernel
-    buf = ctypes.create_string_buffer(L.params, max(len(L.params), 1))
-    ptrs = k.offsets + ctypes.addressof(buf)          # kernelParams: where each parameter's bytes are
-    g = tuple(L.grid) + (1,) * (3 - len(L.grid))
-    status = _cu_launch()(k.function, g[0], g[1], g[2], k.threads[0], k.threads[1], k.threads[2], k.smem,
-                          stream, ptrs.ctypes.data, None)
+    base, pointers = _param_space(k)
+    ctypes.memmove(base, L.params, len(L.params))
+    g = L.grid
+    status = _cu_launch()(k.function, g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1,
+                          k.threads[0], k.threads[1], k.threads[2], k.smem, stream, pointers, None)
     if status != 0:
         raise RuntimeError(f"cuLaunchKernel({k.name}) failed with CUresult {status}")
 

@@ -146,12 +146,12 @@ def launch_kernel(launch) -> None:
                     device=dev, image=_addr(image), image_len=len(image), name=_addr(name), name_len=len(name),
                     smem=kern.smem, out=out.ctypes.data), (image, name, out))
                 kid = _kernel_ids[(dev, kern)] = int(out[0])
-    g = tuple(launch.grid) + (1,) * (3 - len(launch.grid))
+    g = launch.grid
     t = kern.threads
     params = launch.params
     rt.call("cuda_kernel_launch", abi.entry("cuda_kernel_launch").pack(
         device=dev, stream=_cuda.current_stream_ptr(), kernel=kid, grid_x=g[0], grid_y=g[1], grid_z=g[2],
-        block_x=t[0], block_y=t[1], block_z=t[2], params=_addr(params), offsets=kern.offsets.ctypes.data,
+        block_x=t[0], block_y=t[1], block_z=t[2], params=_addr(params), offsets=kern.offsets_address,
         nparams=len(kern.offsets)), (params, kern.offsets, launch.keepalive))
 
 

@@ -120,6 +120,38 @@ def test_spmm_in_a_cupy_graph(gpu, seed, backend, fmt):
         assert _close(cupy.asnumpy(out), ref2, dtype), f"seed={seed}: the second captured product is wrong"
 
 
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("b", [64, 32])
+def test_launches_kept_with_the_verdict_follow_every_operand(gpu, seed, backend, b):
+    """A checked matrix keeps its kernel launches per kind of B (_bsr_kernels.plan); calls that
+    alternate B's width, dtype and alignment, an unaligned `out`, new values and values changed in
+    place each get the product of the operands they pass."""
+    cupy = gpu
+    _available(backend)
+    rng = np.random.default_rng(seed)
+    host, A, _ = _operands(cupy, rng, "bsr", np.float16, b=b)
+    k, m = A.shape[1], A.shape[0]
+    flat = cupy.asarray(rng.uniform(-1, 1, k * 300 + 1).astype(np.float16))
+    Bs = [cupy.asarray(rng.uniform(-1, 1, (k, n)).astype(dt)) for n, dt in
+          ((256, np.float16), (24, np.float16), (13, np.float16), (256, np.float32))]
+    Bs.append(flat[1: 1 + k * 40].reshape(k, 40))                     # 2 bytes past a 16-byte boundary
+    for rnd in range(2):
+        for B in Bs + Bs[::-1]:
+            ref = host @ cupy.asnumpy(B).astype(np.float64)
+            C = sparsejl.spmm(A, B, backend=backend)
+            assert _close(cupy.asnumpy(C), ref, C.dtype), f"seed={seed}: n={B.shape[1]} {B.dtype}"
+            buf = cupy.empty(m * B.shape[1] + 1, dtype=C.dtype)
+            out = buf[1:].reshape(m, B.shape[1])
+            sparsejl.spmm(A, B, backend=backend, out=out)
+            assert _close(cupy.asnumpy(out), ref, C.dtype), f"seed={seed}: unaligned out, n={B.shape[1]}"
+        if rnd == 0:
+            A.data *= 2                                     # values changed in place: the same arrays
+            host = host * 2
+    A.data = A.data * -1                                # new values for the checked structure
+    C = sparsejl.spmm(A, Bs[0], backend=backend)
+    assert _close(cupy.asnumpy(C), -(host @ cupy.asnumpy(Bs[0]).astype(np.float64)), np.float16), f"seed={seed}"
+
+
 @pytest.mark.parametrize("fmt", ["bsr", "csr"])
 def test_spmm_in_a_torch_graph_with_tensors(gpu, seed, fmt):
     """PyTorch tensors in, a tensor out, on PyTorch's current stream: torch.cuda.graph captures
