@@ -13,18 +13,18 @@ def _where(a) -> str:
     return "CPU" if array_module(a) is np else "GPU"
 
 
-def _same_device(view, B) -> bool:
-    """Whether A and B live on one side (both host or both device); a mix is a TypeError."""
+def _same_device(view, B, xp=None) -> bool:
+    """Whether A and B live on one side (both host or both device); a mix is a TypeError.
+    `xp`: B's array module, where the caller has it already."""
     on_gpu = array_module(view.data) is not np
-    if on_gpu != (array_module(B) is not np):
+    if on_gpu != ((xp or array_module(B)) is not np):
         raise TypeError(f"A is on the {_where(view.data)} but B is on the {_where(B)}; "
                         "move one of them (A and B must live on one device)")
     return on_gpu
 
 
-def _dense_operand(B, k: int, backend):
-    """B as a C-contiguous 2-D array of k rows, and whether it came as a vector."""
-    xp = array_module(B)
+def _dense_operand(B, xp, k: int, backend):
+    """B (of array module `xp`) as a C-contiguous 2-D array of k rows, and whether it came as a vector."""
     if xp is np and not isinstance(B, np.ndarray):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
@@ -81,15 +81,16 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     overlap A or B) and `out` is returned. On the GPU nothing waits for the device: the product is
     queued on the current stream (a CUDA graph may capture it).
     """
-    if isinstance(A, Prepared):
-        B, caller = interop.native(B)
-        view, chosen = A, _prepared_backend(backend, A, B)
+    prepared = isinstance(A, Prepared)
+    view = A if prepared else as_view(A)
+    B, caller = interop.native(B)
+    xp = array_module(B)
+    if prepared:
+        chosen = _prepared_backend(backend, A, B)
     else:
-        view = as_view(A)
-        B, caller = interop.native(B)
-        chosen = _select_backend(backend, _same_device(view, B))
+        chosen = _select_backend(backend, _same_device(view, B, xp))
         view = _sparse_operand(view, A, chosen)
-    B, vector = _dense_operand(B, view.shape[1], chosen)
+    B, vector = _dense_operand(B, xp, view.shape[1], chosen)
     if view.format == "prepared" and B.dtype != view.dtype:
         raise TypeError(f"A is a weight prepared in {view.dtype.name} but B has dtype {B.dtype.name}; "
                         f"cast B, or prepare A with dtype={B.dtype.name}")
@@ -99,10 +100,10 @@ def spmm(A, B, *, backend: str | None = None, out=None):
     if made is not None:
         target, out_of_caller = made
     elif out is None:
-        target = _allocate(array_module(B), (m, n), dtype)
+        target = _allocate(xp, (m, n), dtype)
     else:
         target, _ = interop.native(out)
-        if array_module(target) is not array_module(B):
+        if array_module(target) is not xp:
             raise TypeError(f"out is on the {_where(target)} but the operands are on the {_where(B)}")
         arrays = view.arrays() if view.format == "prepared" else \
             [("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)]

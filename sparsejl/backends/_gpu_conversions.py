@@ -15,6 +15,8 @@ from . import _cuda
 
 def retyped(A, B):
     """A's values and B in their common dtype (copies only what differs) and that dtype."""
+    if A.data.dtype == B.dtype:         # the common case, without NumPy's promotion (~2 µs a call)
+        return A, B, B.dtype
     out = _cuda.result_dtype(A.data.dtype, B.dtype)
     if np.dtype(A.data.dtype) != out:
         A = with_data(A, A.data.astype(out))

@@ -266,8 +266,15 @@ struct Entry{J,T<:Tuple,L} end
 (::Entry{J,Tuple{A,B,C,D,E,F},L})(args::Ptr{Int64}) where {J,A,B,C,D,E,F,L} =
     guarded(a -> in_team(() -> J(Slots{L}(a), A, B, C, D, E, F), J), args)
 
-"A CPU job holds the other threads for its loops (`with_team`); a GPU job only enqueues work."
-in_team(job, J) = parentmodule(J) === GPU ? job() : with_team(job)
+"""
+A CPU job holds the other threads for its loops (`with_team`); a GPU job only enqueues work, and
+asks `serve` to poll for the next job for `GPU_SPIN_NS` afterwards.
+"""
+function in_team(job, J)
+    parentmodule(J) === GPU || return with_team(job)
+    NEXT_SPIN_NS[] = GPU_SPIN_NS[]
+    return job()
+end
 
 "The Julia function that runs entry point `name`: `<name>_job`, in `SparseJL.GPU` for `cuda_*`."
 job_function(name::AbstractString) =
@@ -344,17 +351,28 @@ Those runs predate the spending of stale posts in `serve` (each then cost one mo
 const SPIN_NS = Ref{UInt64}(20_000)
 
 """
+Nanoseconds `serve` polls after a GPU job (settable). A GPU job only enqueues work and returns in
+microseconds, and a model issues its layers back to back with ~10-30 us of Python between them:
+with `SPIN_NS` the owner fell asleep between most of them and each call paid its wake-up. The
+core it holds meanwhile is one of the host's many beside a GPU.
+"""
+const GPU_SPIN_NS = Ref{UInt64}(200_000)
+const NEXT_SPIN_NS = Ref{UInt64}(0)     # set by the job that just ran: its poll, if longer
+
+"""
     serve(box, go, done)
 
 The owner thread's loop; never returns. `box` holds four Int64: the job's function pointer, its
 args pointer, the returned status, and a flag the caller sets to 1. The loop polls the flag for
-`SPIN_NS[]` nanoseconds, then sleeps on the POSIX semaphore `go`; after each job it posts `done`.
+`SPIN_NS[]` nanoseconds (`GPU_SPIN_NS[]` after a GPU job), then sleeps on the POSIX semaphore `go`; after each job it posts `done`.
 """
 function serve(box::Ptr{Int64}, go::Ptr{Cvoid}, done::Ptr{Cvoid})
     while true
         since = time_ns()
+        spin = max(SPIN_NS[], NEXT_SPIN_NS[])
+        NEXT_SPIN_NS[] = 0
         while unsafe_load(box, 4) == 0
-            if time_ns() - since > SPIN_NS[]
+            if time_ns() - since > spin
                 # The caller posts `go` with every job, also to an owner still polling; those posts
                 # are spent here, or each would wake it at once for another poll (after a stream
                 # of n calls, n polls back to back: a core taken for n x SPIN_NS).
