@@ -322,3 +322,18 @@ def test_speedup_figure_ticks_markers_and_stamp():
     assert markers[0] == markers[9] and markers[10] != markers[0]        # colours repeat from the 11th
     assert colours[10] == colours[0]
     assert any("Test CPU, 2 cores" in t.get_text() for t in fig.texts + ax.texts)
+
+
+def test_user_path_study_times_checked_products_and_a_same_time_reference():
+    """bench/user_path.py on a small case: every contender checked and timed in every scenario,
+    the same-time NumPy reference sized from sparsejl's warm call."""
+    from sparsejl.bench import user_path
+    case = Case("bert-base", "ffn.up", 256, 128, 16, 0.1, 32, "float32", "spmm")
+    records = user_path.measure(case, repeats=5)
+    assert [r["contender"] for r in records] == ["sparsejl", "dense", "NumPy, same time"]
+    for r in records:
+        assert r["check_error"] < 1e-4
+        assert all(r[k] > 0 for k in ("warm_s", "idle_20ms_s", "idle_200ms_s", "after_NumPy_s", "NumPy_after_s"))
+    assert records[2]["columns"] >= 8
+    text = user_path.report(records, {})
+    assert "NumPy, same time (" in text and text.count("| bert-base ffn.up BSR32") == 3

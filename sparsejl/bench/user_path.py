@@ -17,7 +17,9 @@ in one process, through the public ``sparsejl.spmm``:
 NumPy and PyTorch keep their default thread settings. Each figure is the median of ``repeats``
 samples; every product is checked against a float64 reference before it is timed. The same
 figures are taken for dense NumPy on the case (the baseline of every speedup), so that the cost
-of idling is seen side by side.
+of idling is seen side by side, and for a dense NumPy product sized to take as long as
+sparsejl's warm call (``NumPy, same time``): what the machine charges any multithreaded call of
+that length for idling and for following another library.
 """
 
 from __future__ import annotations
@@ -95,26 +97,45 @@ def _others(case: Case, rng) -> Dict[str, Callable[[], object]]:
     return found
 
 
+def same_time_product(case: Case, seconds: float, rng):
+    """(call, reference, out): a dense NumPy product of the case's tokens, sized so that one call
+    takes about `seconds` (its width scaled from a first timing)."""
+    x = rng.standard_normal((case.n, case.k)).astype(case.dtype)
+
+    def product(cols):
+        w = rng.standard_normal((case.k, cols)).astype(case.dtype)
+        out = np.empty((case.n, cols), dtype=case.dtype)
+        return (lambda: np.matmul(x, w, out=out)), x.astype(np.float64) @ w.astype(np.float64), out
+    cols = 256
+    call = product(cols)[0]
+    cols = max(8, int(cols * seconds / warm(call, 11)))
+    return product(cols)
+
+
 def measure(case: Case, repeats: int = 21) -> List[dict]:
-    """One record per (case, contender): sparsejl's default backend, and dense NumPy."""
+    """One record per (case, contender): sparsejl's default backend, dense NumPy on the case, and
+    a dense NumPy product as long as sparsejl's warm call."""
     import sparsejl
     A, B = matrices.operands(case)
     if case.blocksize > 1:
         A = A.tobsr(blocksize=(case.blocksize, case.blocksize))
-    ref = np.asarray(A.astype(np.float64) @ B.astype(np.float64))
     out = np.empty((case.m, case.n), dtype=case.dtype)
+    ref = np.asarray(A.astype(np.float64) @ B.astype(np.float64))
     dense_A = A.toarray()
-    contenders = {"sparsejl": lambda: sparsejl.spmm(A, B, out=out),
-                  "dense": lambda: np.matmul(dense_A, B, out=out)}
+    ours = lambda: sparsejl.spmm(A, B, out=out)
+    contenders = {"sparsejl": (ours, ref, out), "dense": (lambda: np.matmul(dense_A, B, out=out), ref, out)}
+    contenders["NumPy, same time"] = same_time_product(case, warm(ours, repeats), np.random.default_rng(case.seed + 9))
     others = _others(case, np.random.default_rng(case.seed + 7))
     records = []
-    for name, fn in contenders.items():
+    for name, (fn, ref, got) in contenders.items():
         fn()
-        err = float(np.abs(out - ref).max() / np.abs(ref).max())
+        err = float(np.abs(got - ref).max() / np.abs(ref).max())
         if not err < 1e-4:
             raise AssertionError(f"{name} on {case.label()}: error {err:.1e}; not timed")
         time.sleep(0.3)
         rec = dict(case.__dict__, contender=name, check_error=err, warm_s=warm(fn, repeats))
+        if name == "NumPy, same time":
+            rec["columns"] = got.shape[1]
         for idle in IDLE_S:
             rec[f"idle_{int(idle * 1000)}ms_s"] = after_idle(fn, idle, max(5, repeats // 2))
         for lib, other in others.items():
@@ -144,15 +165,18 @@ def report(records: List[dict], environment: dict) -> str:
              f"{environment.get('timestamp_utc')}.", "",
              "ms per call (median); in brackets, the ratio to the undisturbed figure (ours: warm; "
              "the other library: alone). Targets of issue 13: after idle ≤ 1.3×, alternating ≤ 1.2× "
-             "for both sides.", ""]
+             "for both sides. `NumPy, same time`: a dense NumPy product (the case's tokens × k times "
+             "k × the columns given) as long as sparsejl's warm call, at NumPy's default threads: "
+             "what this machine charges any call of that length.", ""]
     libs = sorted({k[len("after_"):-2] for r in records for k in r if k.startswith("after_")})
     head = (["case", "contender", "warm"] + [f"idle {int(i * 1000)} ms" for i in IDLE_S]
             + [f"after {lib}" for lib in libs] + [f"{lib} after (alone)" for lib in libs])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         q = ratios(r)
+        contender = r["contender"] + (f" ({r['columns']} columns)" if "columns" in r else "")
         cells = [f"{r['model']} {r['layer']} {'BSR' + str(r['blocksize']) if r['blocksize'] > 1 else 'CSR'} "
-                 f"d={r['density']:g}, {r['n']} tokens", r["contender"], f"{r['warm_s'] * 1e3:.3f}"]
+                 f"d={r['density']:g}, {r['n']} tokens", contender, f"{r['warm_s'] * 1e3:.3f}"]
         cells += [f"{r[f'idle_{int(i * 1000)}ms_s'] * 1e3:.3f} ({q[f'idle_{int(i * 1000)}ms']:.2f}×)" for i in IDLE_S]
         cells += [f"{r[f'after_{lib}_s'] * 1e3:.3f} ({q[f'after_{lib}']:.2f}×)" for lib in libs]
         cells += [f"{r[f'{lib}_after_s'] * 1e3:.3f} ({q[f'{lib} after']:.2f}×; {r[f'{lib}_alone_s'] * 1e3:.3f})"
