@@ -28,7 +28,6 @@ CUSPARSE_SPMM_BSR_ALG1 = 14
 
 
 @functools.lru_cache(maxsize=None)
-@functools.lru_cache(maxsize=None)
 def value_dtypes() -> tuple:
     """The value dtypes the GPU backends take: float16, float32, float64, and bfloat16 where ml_dtypes is."""
     out = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]

@@ -59,7 +59,7 @@ def _offsets(fmt: str) -> np.ndarray:
 
 @dataclass(eq=False)
 class Launch:
-    """One launch of `kernel`: grid, and the parameter bytes (`kernel.fmt` packed)."""
+    """One launch of `kernel`: grid (x, y, z), and the parameter bytes (`kernel.fmt` packed)."""
     kernel: Kernel
     grid: tuple
     params: bytes
@@ -154,9 +154,9 @@ def launch(L: Launch, stream: int) -> None:
     k = L.kernel
     base, pointers = _param_space(k)
     ctypes.memmove(base, L.params, len(L.params))
-    g = L.grid
-    status = _cu_launch()(k.function, g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1,
-                          k.threads[0], k.threads[1], k.threads[2], k.smem, stream, pointers, None)
+    g = L.grid                                        # (x, y, z)
+    status = _cu_launch()(k.function, g[0], g[1], g[2], k.threads[0], k.threads[1], k.threads[2], k.smem,
+                          stream, pointers, None)
     if status != 0:
         raise RuntimeError(f"cuLaunchKernel({k.name}) failed with CUresult {status}")
 
