@@ -25,19 +25,19 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MAX_BLOCKSIZE = 128
 
 
-_cupy = None
+_modules: dict = {np.ndarray: np}   # array type -> its module, as array_module found it
 
 
 def array_module(a):
     """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
-    global _cupy
     t = type(a)
-    if t is np.ndarray or not t.__module__.startswith("cupy"):
-        return np
-    if _cupy is None:
+    found = _modules.get(t)
+    if found is None:
+        if not t.__module__.startswith("cupy"):
+            return np
         import cupy
-        _cupy = cupy
-    return _cupy
+        found = _modules[t] = cupy
+    return found
 
 
 def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:

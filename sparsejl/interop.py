@@ -59,13 +59,17 @@ class Caller:
         return a
 
 
+_AS_THEY_ARE = {np.ndarray}   # array types taken as they are (NumPy's; CuPy's once seen)
+
+
 def native(x):
     """(x as a NumPy or CuPy array, the `Caller` to convert results back, or None for NumPy/CuPy)."""
     t = type(x)
-    if t is np.ndarray:
+    if t in _AS_THEY_ARE:
         return x, None
     module = t.__module__
     if module.startswith("cupy"):
+        _AS_THEY_ARE.add(t)
         return x, None
     if module.startswith("torch"):
         return _from_torch(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import interop
@@ -29,12 +31,15 @@ def _dense_operand(B, xp, k: int, backend):
         if hasattr(B, "format") or hasattr(B, "tocsr"):
             raise TypeError("spmm takes a dense B; for sparse × sparse use spgemm")
         B = np.asarray(B)
-    check_value_dtype(B.dtype, "B", backend.value_dtypes())
-    if B.ndim not in (1, 2):
-        raise ValueError(f"B must be a vector or a matrix, got {B.ndim} dimensions")
-    if B.shape[0] != k:
-        raise ValueError(f"dimension mismatch: A has {k} columns but B has {B.shape[0]} rows")
-    vector = B.ndim == 1
+    allowed = backend.value_dtypes()
+    if B.dtype not in allowed:
+        check_value_dtype(B.dtype, "B", allowed)
+    shape = B.shape
+    if len(shape) not in (1, 2):
+        raise ValueError(f"B must be a vector or a matrix, got {len(shape)} dimensions")
+    if shape[0] != k:
+        raise ValueError(f"dimension mismatch: A has {k} columns but B has {shape[0]} rows")
+    vector = len(shape) == 1
     if vector:
         B = B.reshape(k, 1)
     if not B.flags.c_contiguous:
@@ -109,8 +114,11 @@ def spmm(A, B, *, backend: str | None = None, out=None):
             [("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)]
         _check_out(target, (m,) if vector else (m, n), dtype, [("B", B), *arrays])
         target = target.reshape(m, n)
-    with caller.stream() if caller is not None else _NO_STREAM:
+    if caller is None:
         chosen.spmm(view, B, target)
+    else:
+        with caller.stream():
+            chosen.spmm(view, B, target)
     if out is not None:
         return out
     if made is not None:
@@ -150,15 +158,7 @@ def prepare(A, *, dtype=None, backend: str | None = None) -> Prepared:
     return chosen.prepare(view, dtype)
 
 
-class _NoStream:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_STREAM = _NoStream()
+_NO_STREAM = contextlib.nullcontext()
 
 
 def _allocate(xp, shape, dtype):
