@@ -1,4 +1,4 @@
-"""The build steps pyproject.toml cannot declare: the C extension, and the Julia package inside the package."""
+"""The build steps pyproject.toml cannot declare: the C extensions, and the Julia package inside the package."""
 import os
 
 import numpy
@@ -18,4 +18,6 @@ class build_py_with_julia(build_py):
 
 setup(cmdclass={"build_py": build_py_with_julia},
       ext_modules=[Extension("sparsejl._handover", ["sparsejl/_handover.c"], include_dirs=[numpy.get_include()],
+                             extra_compile_args=["-O2"]),
+                   Extension("sparsejl.backends._culaunch", ["sparsejl/backends/_culaunch.c"],
                              extra_compile_args=["-O2"])])

@@ -31,6 +31,7 @@ ALLOWED = {
 }
 GPU_PARTS = ["formats", "backends._cuda", "backends._gpu_conversions", "backends._gpu_linear", "backends._cusparse",
              "backends._cukernel", "backends._bsr_kernels", "backends._decode_kernels"]
+ALLOWED["backends._cukernel"] = GPU_PARTS + ["backends._culaunch"]
 BACKEND_MODULE = GPU_PARTS + ["backends.protocol", "abi", "runtime"]
 
 

@@ -56,3 +56,23 @@ def test_tma_configurations_keep_their_order_and_macros(monkeypatch):
     assert loads[1][1] == ("-DWG=1", "-DSTAGES=3", "-DWS=0", "-DEPI=0", "-DDIAG=7", "-DSCHED=0", "-DIS_BF16=1",
                            "-DOUT_KIND=1", "-DINDEX_T=long long")
     assert loads[1][3] == (128,)
+
+
+def test_the_c_launch_refuses_parameters_it_cannot_place():
+    """_culaunch checks what it copies before it calls the driver: a bad layout is a ValueError, and
+    nothing reaches the (here null) cuLaunchKernel."""
+    import numpy as np
+    launch = pytest.importorskip("sparsejl.backends._culaunch", reason="the C extension is not built").launch
+    offsets = np.array([0, 8], dtype=np.int64).tobytes()
+    with pytest.raises(ValueError, match="null"):
+        launch(0, 1, (1, 1, 1), (1, 1, 1), 0, 0, bytes(16), offsets)
+    with pytest.raises(ValueError, match="outside"):
+        launch(1, 1, (1, 1, 1), (1, 1, 1), 0, 0, bytes(8), offsets)
+    with pytest.raises(ValueError, match="outside"):
+        launch(1, 1, (1, 1, 1), (1, 1, 1), 0, 0, bytes(16), np.array([-8], dtype=np.int64).tobytes())
+    with pytest.raises(ValueError, match="exceed"):
+        launch(1, 1, (1, 1, 1), (1, 1, 1), 0, 0, bytes(5000), offsets)
+    with pytest.raises(ValueError, match="int64"):
+        launch(1, 1, (1, 1, 1), (1, 1, 1), 0, 0, bytes(16), bytes(7))
+    with pytest.raises(TypeError):
+        launch(1, 1, (1, 1), (1, 1, 1), 0, 0, bytes(16), offsets)

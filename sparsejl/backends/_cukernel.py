@@ -2,7 +2,8 @@
 
 A `Kernel` is one cubin and one entry point in it, with its launch shape (threads, dynamic shared
 memory, resident CTAs) and its parameter layout (a `struct` format). The "cupy" backend launches it
-with `cuLaunchKernel` through ctypes on CuPy's current stream; "julia-cuda" hands the same cubin to
+with `cuLaunchKernel` on CuPy's current stream, from the C extension `_culaunch` (through ctypes
+where that is not built: about 2 µs more host time per launch); "julia-cuda" hands the same cubin to
 Julia once (`cuModuleLoadData` there) and then the same packed parameters for each launch, so the
 two backends time the very same machine code.
 
@@ -20,6 +21,11 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
+try:  # cuLaunchKernel called from C (setup.py builds it); without it, the same call through ctypes
+    from . import _culaunch
+except ImportError:
+    _culaunch = None
 
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 
@@ -39,6 +45,7 @@ class Kernel:
     def __post_init__(self):
         self.offsets = _offsets(self.fmt)
         self.offsets_address = self.offsets.ctypes.data     # read per launch by julia-cuda
+        self.offsets_bytes = self.offsets.tobytes()         # read per launch by _culaunch
         self.size = struct.calcsize(self.fmt)
 
 
@@ -128,14 +135,15 @@ def _cu_launch():
     return fn
 
 
+_entry = 0                             # the address of cuLaunchKernel, for _culaunch
 _PARAM_SPACE = 4096                    # bytes; the largest parameter list (TMA kernel) is ~450
 _scratch = threading.local()           # per thread: a parameter buffer, and each kernel's pointers into it
 
 
 def _param_space(k: Kernel):
-    """(address of this thread's parameter buffer, address of `k`'s kernelParams table into it).
-    cuLaunchKernel copies the parameters before it returns (also while a graph captures), so one
-    buffer per thread serves every launch; building a fresh one per call cost ~3x the call."""
+    """(address of this thread's parameter buffer, address of `k`'s kernelParams table into it), for
+    the ctypes path. cuLaunchKernel copies the parameters before it returns (also while a graph
+    captures), so one buffer per thread serves every launch."""
     tables = getattr(_scratch, "tables", None)
     if tables is None:
         _scratch.buffer = ctypes.create_string_buffer(_PARAM_SPACE)
@@ -149,14 +157,21 @@ def _param_space(k: Kernel):
     return table
 
 
-def launch(L: Launch, stream: int) -> None:
-    """cuLaunchKernel of `L` on `stream` (a CUstream address; 0 = legacy default)."""
+def launch(L: Launch, stream: int, *, through_ctypes: bool = False) -> None:
+    """cuLaunchKernel of `L` on `stream` (a CUstream address; 0 = legacy default): from C, or
+    through ctypes where the extension is not built (or `through_ctypes`, which tests compare)."""
+    global _entry
     k = L.kernel
-    base, pointers = _param_space(k)
-    ctypes.memmove(base, L.params, len(L.params))
     g = L.grid                                        # (x, y, z)
-    status = _cu_launch()(k.function, g[0], g[1], g[2], k.threads[0], k.threads[1], k.threads[2], k.smem,
-                          stream, pointers, None)
+    if _culaunch is not None and not through_ctypes:
+        if not _entry:
+            _entry = ctypes.cast(_cu_launch(), ctypes.c_void_p).value
+        status = _culaunch.launch(_entry, k.function, g, k.threads, k.smem, stream, L.params, k.offsets_bytes)
+    else:
+        base, pointers = _param_space(k)
+        ctypes.memmove(base, L.params, len(L.params))
+        status = _cu_launch()(k.function, g[0], g[1], g[2], k.threads[0], k.threads[1], k.threads[2], k.smem,
+                              stream, pointers, None)
     if status != 0:
         raise RuntimeError(f"cuLaunchKernel({k.name}) failed with CUresult {status}")
 

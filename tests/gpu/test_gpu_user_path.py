@@ -152,6 +152,26 @@ def test_launches_kept_with_the_verdict_follow_every_operand(gpu, seed, backend,
     assert _close(cupy.asnumpy(C), -(host @ cupy.asnumpy(Bs[0]).astype(np.float64)), np.float16), f"seed={seed}"
 
 
+@pytest.mark.parametrize("b, dtype", [(64, np.float16), (32, np.float16), (16, np.float32)])
+def test_kernel_launches_from_c_and_through_ctypes_agree(gpu, seed, b, dtype):
+    """The cupy backend launches its BSR kernels from the C extension _culaunch (setup.py builds it);
+    the ctypes path it falls back to launches the same parameters: both give A @ B, bit for bit."""
+    cupy = gpu
+    from sparsejl.backends import _bsr_kernels, _cuda, _cukernel
+    assert _cukernel._culaunch is not None, "the C extension sparsejl.backends._culaunch is not built"
+    rng = np.random.default_rng(seed)
+    host, A, B = _operands(cupy, rng, "bsr", dtype, b=b)
+    B = cupy.asarray(B)
+    sparsejl.check_format(A)                       # the verdict: plan keeps its launch shapes there
+    outs = []
+    for through_ctypes in (False, True):
+        C = cupy.full((A.shape[0], B.shape[1]), np.nan, dtype=dtype)
+        _cukernel.launch(_bsr_kernels.plan(A, B, C), _cuda.current_stream_ptr(), through_ctypes=through_ctypes)
+        outs.append(cupy.asnumpy(C))
+    assert _close(outs[0], host @ cupy.asnumpy(B).astype(np.float64), dtype), f"seed={seed}"
+    assert np.array_equal(outs[0], outs[1]), f"seed={seed}: the two launch paths differ"
+
+
 @pytest.mark.parametrize("fmt", ["bsr", "csr"])
 def test_spmm_in_a_torch_graph_with_tensors(gpu, seed, fmt):
     """PyTorch tensors in, a tensor out, on PyTorch's current stream: torch.cuda.graph captures
