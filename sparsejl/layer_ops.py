@@ -13,7 +13,7 @@ import numpy as np
 from . import interop
 from .backends import select as _select_backend
 from .formats import array_module, as_view, check_value_dtype
-from .ops import _NO_STREAM, _allocate, _same_device, _sparse_operand, _where
+from .ops import _allocate, _on_caller_stream, _same_device, _sparse_operand, _where
 
 
 def _activations(X, width: int, what: str, dtype, backend):
@@ -77,8 +77,7 @@ def linear(X, W, bias=None, *, backend: str | None = None):
             raise TypeError(f"bias has dtype {bias.dtype} but the weight has {view.data.dtype}")
         bias = array_module(bias).ascontiguousarray(bias)
     target, result = _result(caller, array_module(X), (X.shape[0], m), X.dtype)
-    with caller.stream() if caller is not None else _NO_STREAM:
-        chosen.linear(view, X, bias, target)
+    _on_caller_stream(caller, chosen.linear, view, X, bias, target)
     return result.reshape(lead + (m,))
 
 
@@ -89,8 +88,7 @@ def linear_input_grad(dY, W, *, backend: str | None = None):
     m, k = view.shape
     dY, lead = _activations(dY, m, "dY", view.data.dtype, chosen)
     target, result = _result(caller, array_module(dY), (dY.shape[0], k), dY.dtype)
-    with caller.stream() if caller is not None else _NO_STREAM:
-        chosen.linear_input_grad(view, dY, target)
+    _on_caller_stream(caller, chosen.linear_input_grad, view, dY, target)
     return result.reshape(lead + (k,))
 
 
@@ -111,6 +109,5 @@ def sddmm(pattern, X, Y, *, backend: str | None = None):
     if lead != lead_y:
         raise ValueError(f"X and Y must have the same leading dimensions, got {lead} and {lead_y}")
     target, result = _result(caller, array_module(X), tuple(view.data.shape), dtype)
-    with caller.stream() if caller is not None else _NO_STREAM:
-        chosen.sddmm(view, X, Y, target)
+    _on_caller_stream(caller, chosen.sddmm, view, X, Y, target)
     return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from . import interop
@@ -114,11 +112,7 @@ def spmm(A, B, *, backend: str | None = None, out=None):
             [("A.data", view.data), ("A.indices", view.indices), ("A.indptr", view.indptr)]
         _check_out(target, (m,) if vector else (m, n), dtype, [("B", B), *arrays])
         target = target.reshape(m, n)
-    if caller is None:
-        chosen.spmm(view, B, target)
-    else:
-        with caller.stream():
-            chosen.spmm(view, B, target)
+    _on_caller_stream(caller, chosen.spmm, view, B, target)
     if out is not None:
         return out
     if made is not None:
@@ -158,7 +152,13 @@ def prepare(A, *, dtype=None, backend: str | None = None) -> Prepared:
     return chosen.prepare(view, dtype)
 
 
-_NO_STREAM = contextlib.nullcontext()
+def _on_caller_stream(caller, product, *args):
+    """`product(*args)` on the caller's stream where it has one (a PyTorch caller's); without a
+    caller no context manager is entered (every GPU call's host path)."""
+    if caller is None:
+        return product(*args)
+    with caller.stream():
+        return product(*args)
 
 
 def _allocate(xp, shape, dtype):
