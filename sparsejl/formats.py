@@ -19,25 +19,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import interop
+from .interop import array_module
 
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 MAX_BLOCKSIZE = 128
-
-
-_modules: dict = {np.ndarray: np}   # array type -> its module, as array_module found it
-
-
-def array_module(a):
-    """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
-    t = type(a)
-    found = _modules.get(t)
-    if found is None:
-        if not t.__module__.startswith("cupy"):
-            return np
-        import cupy
-        found = _modules[t] = cupy
-    return found
 
 
 def check_value_dtype(dtype, what: str, allowed=VALUE_DTYPES) -> np.dtype:

@@ -59,17 +59,29 @@ class Caller:
         return a
 
 
-_AS_THEY_ARE = {np.ndarray}   # array types taken as they are (NumPy's; CuPy's once seen)
+_MODULES: dict = {np.ndarray: np}   # array types taken as they are -> their module (CuPy's once seen)
+
+
+def array_module(a):
+    """numpy, or cupy for CuPy arrays, without importing cupy otherwise."""
+    t = type(a)
+    found = _MODULES.get(t)
+    if found is None:
+        if not t.__module__.startswith("cupy"):
+            return np
+        import cupy
+        found = _MODULES[t] = cupy
+    return found
 
 
 def native(x):
     """(x as a NumPy or CuPy array, the `Caller` to convert results back, or None for NumPy/CuPy)."""
     t = type(x)
-    if t in _AS_THEY_ARE:
+    if t in _MODULES:
         return x, None
     module = t.__module__
     if module.startswith("cupy"):
-        _AS_THEY_ARE.add(t)
+        array_module(x)   # remembered: the next one is taken at the first test
         return x, None
     if module.startswith("torch"):
         return _from_torch(x)
