@@ -29,6 +29,8 @@ from sparsejl.julia import find
 site = sparsejl.__file__.rsplit("/", 2)[0]
 assert "site-packages" in site, f"sparsejl imported from {sparsejl.__file__}, not from the wheel"
 assert str(find.package_dir()).startswith(site), f"SparseJL read from {find.package_dir()}, outside the wheel"
+from sparsejl.backends import _culaunch  # the C launch of the GPU kernels, built into the wheel
+assert _culaunch.__file__.startswith(site), f"_culaunch imported from {_culaunch.__file__}"
 A = sp.random_array((300, 200), density=0.05, format="csr", dtype=np.float64, rng=1)
 B = np.random.default_rng(2).standard_normal((200, 16))
 cpu = [s for s in sparsejl.backends() if s.device == "cpu"]

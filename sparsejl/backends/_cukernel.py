@@ -3,7 +3,7 @@
 A `Kernel` is one cubin and one entry point in it, with its launch shape (threads, dynamic shared
 memory, resident CTAs) and its parameter layout (a `struct` format). The "cupy" backend launches it
 with `cuLaunchKernel` on CuPy's current stream, from the C extension `_culaunch` (through ctypes
-where that is not built: 6.2 against 3.6 µs per launch on an H100 host); "julia-cuda" hands the
+where that is not built: 5.9–6.6 against 3.4–4.0 µs a launch on an H100 host); "julia-cuda" hands the
 same cubin to Julia once (`cuModuleLoadData` there) and then the same packed parameters for each
 launch, so the two backends time the very same machine code.
 
