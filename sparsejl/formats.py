@@ -258,15 +258,17 @@ def as_view(a) -> CSR | BSR:
 class StructureVerdict:
     """That one full check passed for these `indptr` and `indices` objects (held, so that their
     identity stays theirs) at this shape; `cache` keeps what backends derive from the structure
-    alone (a GPU kernel's block-row order, say), dropped with the verdict."""
+    alone (a GPU kernel's block-row order, say), dropped with the verdict; `products` the GPU
+    products that calls with these arrays bound (ops.spmm), dropped with it too."""
 
-    __slots__ = ("indptr", "indices", "shape", "blocksize", "data", "cache")
+    __slots__ = ("indptr", "indices", "shape", "blocksize", "data", "cache", "products")
 
     def __init__(self, view):
         self.indptr, self.indices = view.indptr, view.indices
         self.shape, self.blocksize = view.shape, view.blocksize
         self.data = view.data   # the values that passed the cheap checks with them (a new array: checked again)
         self.cache = {}
+        self.products = {}
 
     def holds_for(self, view) -> bool:
         return (self.indptr is view.indptr and self.indices is view.indices and self.shape == view.shape
@@ -340,6 +342,7 @@ class Prepared:
         self.blocksize, self.tiles, self.row_blocks, self.stored = blocksize, tiles, row_blocks, stored
         self.data = values          # what array_module and the operand checks look at
         self.plans = {}             # the kernel's launch plans, by column count and stream (backends)
+        self.products = {}          # the products that calls bound (ops.spmm)
 
     @property
     def nbytes(self) -> int:

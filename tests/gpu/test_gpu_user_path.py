@@ -152,6 +152,63 @@ def test_launches_kept_with_the_verdict_follow_every_operand(gpu, seed, backend,
     assert _close(cupy.asnumpy(C), -(host @ cupy.asnumpy(Bs[0]).astype(np.float64)), np.float16), f"seed={seed}"
 
 
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("fmt", ["bsr", "csr"])
+def test_bound_products_still_check_what_changed(gpu, seed, backend, fmt):
+    """After a first call, spmm reuses what it bound for that matrix, backend and kind of B
+    (ops._bound_product); every call whose operands differ from the bound ones in anything the
+    full path checks still gets that path's product or its error."""
+    cupy = gpu
+    _available(backend)
+    rng = np.random.default_rng(seed)
+    host, A, B0 = _operands(cupy, rng, fmt, np.float16, n=64)
+    k = A.shape[1]
+
+    def ref(B):
+        return host @ cupy.asnumpy(B).astype(np.float64)
+
+    for _ in range(3):                     # bound after the first: fresh B arrays of the same kind
+        B = cupy.asarray(rng.uniform(-1, 1, (k, 64)).astype(np.float16))
+        assert _close(cupy.asnumpy(sparsejl.spmm(A, B, backend=backend)), ref(B), np.float16), f"seed={seed}"
+    wide = cupy.asarray(rng.uniform(-1, 1, (k, 128)).astype(np.float16))
+    strided = wide[:, ::2]                 # B's kind (type, dtype, shape) but not C-contiguous
+    assert _close(cupy.asnumpy(sparsejl.spmm(A, strided, backend=backend)), ref(strided), np.float16), f"seed={seed}"
+    vector = wide[:, 0].copy()
+    v = sparsejl.spmm(A, vector, backend=backend)
+    assert v.shape == (A.shape[0],) and _close(cupy.asnumpy(v), ref(vector[:, None])[:, 0], np.float16)
+    with pytest.raises(TypeError, match="int32"):
+        sparsejl.spmm(A, cupy.ones((k, 64), np.int32), backend=backend)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        sparsejl.spmm(A, cupy.ones((k + 1, 64), np.float16), backend=backend)
+    with pytest.raises(TypeError, match="A is on the GPU but B is on the CPU"):
+        sparsejl.spmm(A, cupy.asnumpy(B), backend=backend)
+    with pytest.raises(TypeError, match="runs on the CPU"):
+        sparsejl.spmm(A, B, backend="scipy")
+    data, indices = A.data, A.indices
+    A.data = data[:-1]                     # new values of the wrong length
+    with pytest.raises(ValueError, match="data holds"):
+        sparsejl.spmm(A, B, backend=backend)
+    A.data = cupy.asnumpy(data)            # values moved to the host
+    with pytest.raises(TypeError, match="A is on the CPU but B is on the GPU"):
+        sparsejl.spmm(A, B, backend=backend)
+    A.data = data * -1                     # new values, same structure: the product of the new ones
+    assert _close(cupy.asnumpy(sparsejl.spmm(A, B, backend=backend)), -ref(B), np.float16), f"seed={seed}"
+    bad = indices.copy()
+    bad[0] = A.shape[1] // A.blocksize     # a new indices array, out of range
+    A.indices = bad
+    with pytest.raises(ValueError, match=r"indices\[0\] = \d+ is out of range"):
+        sparsejl.spmm(A, B, backend=backend)
+    A.indices = indices
+    A.indices[0] = bad[0]                  # the same array changed in place: check_format names it
+    with pytest.raises(ValueError, match="out of range"):
+        sparsejl.check_format(A)
+    with pytest.raises(ValueError, match="out of range"):
+        sparsejl.spmm(A, B, backend=backend)
+    A.indices[0] = int(host.indices[0])
+    sparsejl.check_format(A)
+    assert _close(cupy.asnumpy(sparsejl.spmm(A, B, backend=backend)), -ref(B), np.float16), f"seed={seed}"
+
+
 @pytest.mark.parametrize("b, dtype", [(64, np.float16), (32, np.float16), (16, np.float32)])
 def test_kernel_launches_from_c_and_through_ctypes_agree(gpu, seed, b, dtype):
     """The cupy backend launches its BSR kernels from the C extension _culaunch (setup.py builds it);
