@@ -66,10 +66,11 @@ def _offsets(fmt: str) -> np.ndarray:
 
 @dataclass(eq=False)
 class Launch:
-    """One launch of `kernel`: grid (x, y, z), and the parameter bytes (`kernel.fmt` packed)."""
+    """One launch of `kernel`: grid (x, y, z), and the parameter bytes (`kernel.fmt` packed; bytes,
+    or a ctypes buffer that its owner rewrites between launches)."""
     kernel: Kernel
     grid: tuple
-    params: bytes
+    params: object
     keepalive: tuple = ()   # the device arrays behind the pointers in `params`
 
 

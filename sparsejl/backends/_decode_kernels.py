@@ -121,15 +121,14 @@ def _workspace(floats: int, counters: int, stream: int):
 
 class _Plan:
     """One launch of the kernel for a prepared weight, a column count, a stream and a thread: the
-    parameters but B's and C's addresses packed once, and the kernelParams pointing into them."""
+    parameters packed once into a buffer of the plan's own, where each call writes B's and C's
+    addresses before the launch."""
 
-    __slots__ = ("kernel", "grid", "ks", "params", "argv", "keep")
+    __slots__ = ("launch", "params")
 
-    def __init__(self, kernel, grid, ks, params: bytes, keep):
-        self.kernel, self.grid, self.ks, self.keep = kernel, grid, ks, keep
+    def __init__(self, kernel, grid, params: bytes, keep):
         self.params = ctypes.create_string_buffer(params, len(params))
-        base = ctypes.addressof(self.params)
-        self.argv = (ctypes.c_void_p * len(kernel.offsets))(*[base + int(o) for o in kernel.offsets])
+        self.launch = _cukernel.Launch(kernel, grid, self.params, keep)
 
 
 _B_AND_C = struct.Struct("<QQ")
@@ -149,7 +148,7 @@ def _plan(P, n: int, stream: int, ks):
                                                       stream)
     params = struct.pack(PARAMS, P.values.data.ptr, P.index.data.ptr, P.tile_ptr.data.ptr, 0, 0,
                          _cukernel.ptr(ws), _cukernel.ptr(cnt), m, k, n, P.tiles if bitmap else 0, ks)
-    return _Plan(kernel, (P.row_blocks, ks, chunks), ks, params, (ws, cnt))
+    return _Plan(kernel, (P.row_blocks, ks, chunks), params, (ws, cnt))
 
 
 def spmm(P, B, C, *, ks=None):
@@ -165,8 +164,5 @@ def spmm(P, B, C, *, ks=None):
     if plan is None:
         plan = P.plans[key] = _plan(P, n, stream, ks)
     _B_AND_C.pack_into(plan.params, _B_AT, B.data.ptr, C.data.ptr)
-    k_, (gx, gy, gz) = plan.kernel, plan.grid
-    status = _cukernel._cu_launch()(k_.function, gx, gy, gz, k_.threads[0], 1, 1, 0, stream, plan.argv, None)
-    if status != 0:
-        raise RuntimeError(f"cuLaunchKernel(decode_spmm) failed with CUresult {status}")
+    _cukernel.launch(plan.launch, stream)
     return C
