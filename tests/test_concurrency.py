@@ -55,15 +55,21 @@ def calls(n):
         if i % 10 == 0:
             sparsejl.spgemm(A, A.T.tocsr(), backend="julia")
 calls(3000)
-before = rss()
-calls(10000)
-print(before, rss())
+marks = [rss()]
+for _ in range(2):
+    calls(10000)
+    marks.append(rss())
+print(*marks)
 """
 
 
 def test_ten_thousand_calls_leave_memory_flat():
+    """Two windows of 10,000 calls each: a leak grows both; Julia's heap may grow by one step
+    (up to ~19 MiB seen on a loaded machine) in one of them."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", LEAK], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(int, out.stdout.split())
-    assert after - before < 16 * 2**20, f"resident memory grew by {(after - before) / 2**20:.1f} MiB over 10,000 calls"
+    start, middle, end = map(int, out.stdout.split())
+    growth = min(middle - start, end - middle)
+    assert growth < 16 * 2**20, (f"resident memory grew by {(middle - start) / 2**20:.1f} and "
+                                 f"{(end - middle) / 2**20:.1f} MiB over two windows of 10,000 calls")
