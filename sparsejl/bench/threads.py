@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 __all__ = ["ENV_VARS", "pin", "report"]
 
 ENV_VARS = ("JULIA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 _limits = None  # threadpoolctl's limiter, kept alive for the whole process
 

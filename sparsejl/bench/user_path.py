@@ -157,12 +157,19 @@ def ratios(rec: dict) -> Dict[str, float]:
     return out
 
 
+def _settings(environment: dict) -> str:
+    """The thread variables set in the environment (bench/threads.py's list), or "none"."""
+    found = (environment.get("threads") or {}).get("env") or {}
+    return ", ".join(f"{k}={v}" for k, v in found.items() if v is not None) or "none"
+
+
 def report(records: List[dict], environment: dict) -> str:
     lines = ["# The user's path on the CPU: warm, after idle, between other libraries' calls", "",
              f"{environment.get('cpu_model')}, {environment.get('usable_cores')} usable cores; Julia threads "
              f"{environment.get('julia_threads')}; PyTorch {environment.get('torch')} "
              f"({environment.get('torch_threads')} threads); NumPy {np.__version__}; "
-             f"{environment.get('timestamp_utc')}.", "",
+             f"{environment.get('timestamp_utc')}. Thread settings from the environment: "
+             f"{_settings(environment)}.", "",
              "ms per call (median); in brackets, the ratio to the undisturbed figure (ours: warm; "
              "the other library: alone). Targets of issue 13: after idle ≤ 1.3×, alternating ≤ 1.2× "
              "for both sides. `NumPy, same time`: a dense NumPy product (the case's tokens × k times "
