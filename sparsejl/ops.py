@@ -124,8 +124,8 @@ def spmm(A, B, *, backend: str | None = None, out=None):
         _check_out(target, (m,) if vector else (m, n), dtype, [("B", B), *arrays])
         target = target.reshape(m, n)
     _on_caller_stream(caller, chosen.spmm, view, B, target)
-    if made is None and out is None and B is given and not vector and chosen.device == "gpu":
-        _bind(A, view, B, backend, (chosen.spmm, xp, (m, n), dtype))
+    if caller is None and out is None and B is given and not vector and chosen.device == "gpu":
+        _bind(A, B, backend, (chosen.spmm, xp, (m, n), dtype))
     if out is not None:
         return out
     if made is not None:
@@ -157,21 +157,24 @@ def _bound_product(A, B, backend):
     if type(B) not in _bound_types:
         return None
     products = _products(A)
-    return products.get((backend, type(B), B.dtype, B.shape, B.strides)) if products else None
+    return products.get(_bound_key(B, backend)) if products else None
 
 
-def _bind(A, view, B, backend, bound):
+def _bind(A, B, backend, bound):
     """Keep `bound` for later calls with this A, `backend` and a B like `B` (see _bound_product):
-    only for sparsejl matrices multiplied as they are and prepared weights."""
-    if view is not A:
-        return
+    only for sparsejl matrices (multiplied as they are: as_view returns them) and prepared weights."""
     products = _products(A)
     if products is None:
         return
     if len(products) >= _BOUND_PER_MATRIX:
         products.clear()
-    products[(backend, type(B), B.dtype, B.shape, B.strides)] = bound
+    products[_bound_key(B, backend)] = bound
     _bound_types.add(type(B))
+
+
+def _bound_key(B, backend):
+    """What a bound product is kept under (see _bound_product)."""
+    return backend, type(B), B.dtype, B.shape, B.strides
 
 
 def _prepared_backend(name, A, B):

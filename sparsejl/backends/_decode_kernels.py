@@ -119,23 +119,13 @@ def _workspace(floats: int, counters: int, stream: int):
     return kept[-1]
 
 
-class _Plan:
-    """One launch of the kernel for a prepared weight, a column count, a stream and a thread: the
-    parameters packed once into a buffer of the plan's own, where each call writes B's and C's
-    addresses before the launch."""
-
-    __slots__ = ("launch", "params")
-
-    def __init__(self, kernel, grid, params: bytes, keep):
-        self.params = ctypes.create_string_buffer(params, len(params))
-        self.launch = _cukernel.Launch(kernel, grid, self.params, keep)
-
-
 _B_AND_C = struct.Struct("<QQ")
 _B_AT = struct.calcsize("<QQQ")     # B and C are the 4th and 5th parameters
 
 
-def _plan(P, n: int, stream: int, ks):
+def _plan(P, n: int, stream: int, ks) -> _cukernel.Launch:
+    """The launch of P's kernel for n columns on `stream`: its parameters packed once, into a
+    buffer of the launch's own where each call writes B's and C's addresses (at _B_AT)."""
     m, k = P.shape
     nj = column_slices(n)
     bitmap = P.layout == "bitmap"
@@ -148,7 +138,8 @@ def _plan(P, n: int, stream: int, ks):
                                                       stream)
     params = struct.pack(PARAMS, P.values.data.ptr, P.index.data.ptr, P.tile_ptr.data.ptr, 0, 0,
                          _cukernel.ptr(ws), _cukernel.ptr(cnt), m, k, n, P.tiles if bitmap else 0, ks)
-    return _Plan(kernel, (P.row_blocks, ks, chunks), params, (ws, cnt))
+    return _cukernel.Launch(kernel, (P.row_blocks, ks, chunks), ctypes.create_string_buffer(params, len(params)),
+                            (ws, cnt))
 
 
 def spmm(P, B, C, *, ks=None):
@@ -164,5 +155,5 @@ def spmm(P, B, C, *, ks=None):
     if plan is None:
         plan = P.plans[key] = _plan(P, n, stream, ks)
     _B_AND_C.pack_into(plan.params, _B_AT, B.data.ptr, C.data.ptr)
-    _cukernel.launch(plan.launch, stream)
+    _cukernel.launch(plan, stream)
     return C

@@ -161,7 +161,7 @@ def test_bound_products_still_check_what_changed(gpu, seed, backend, fmt):
     cupy = gpu
     _available(backend)
     rng = np.random.default_rng(seed)
-    host, A, B0 = _operands(cupy, rng, fmt, np.float16, n=64)
+    host, A, _ = _operands(cupy, rng, fmt, np.float16, n=64)
     k = A.shape[1]
 
     def ref(B):
